@@ -1,0 +1,138 @@
+"""The reference interpreter: plain V-values, the synchronous two-stroke cycle (reference §2).
+
+One cycle = a down movement (every linked input rebuilt from the *previous* outputs through
+the matrices) followed by an up movement (every active neuron applies its function). When
+the network has a ``self`` neuron, the soft matrix W *is* that neuron's ``single`` output
+(reference §2.1): an update emitted at up movement t reaches Self's ``delta`` at down
+movement t+1, is added to W at up movement t+1, and is used from down movement t+2.
+
+Readable and exact, not fast: the compiled engine is the fast path and is tested against this.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from dmm_engine import vvalue
+from dmm_engine.errors import DmmError
+from dmm_engine.network import Network, links
+from dmm_engine.neurons import Fields, NeuronRegistry
+from dmm_engine.vvalue import VValue
+
+
+class InputDriver(Protocol):
+    """Supplies the output of the network's input neuron for each cycle."""
+
+    def emit(self, cycle: int, inputs: Mapping[str, VValue]) -> Fields:
+        """The input neuron's output at 1-based `cycle`, given its inputs after the down movement."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """The running state of one machine: every neuron's inputs and outputs after `cycle` cycles."""
+
+    inputs: dict[str, Fields] = field(default_factory=dict)
+    outputs: dict[str, Fields] = field(default_factory=dict)
+    cycle: int = 0
+
+
+def initial_state(
+    network: Network, registry: NeuronRegistry, outputs: Mapping[str, Fields] | None = None
+) -> State:
+    """The reset state (all empty, reference ``reset_dicts!``); Self starts out holding W.
+
+    Args:
+        outputs: optional initial outputs of some neurons (e.g. constant update emitters).
+    """
+    start = {name: copy.deepcopy(fields) for name, fields in (outputs or {}).items()}
+    self_name = network.self_neuron(registry)
+    if self_name is not None:
+        start[self_name] = {"single": copy.deepcopy(network.matrix)}
+    return State({}, start, 0)
+
+
+def current_matrix(network: Network, registry: NeuronRegistry, state: State) -> VValue:
+    """The soft matrix W the next down movement uses: Self's output if there is a Self."""
+    self_name = network.self_neuron(registry)
+    if self_name is None:
+        return network.matrix
+    return state.outputs.get(self_name, {}).get("single", {})
+
+
+def down_movement(network: Network, matrix: VValue, state: State) -> dict[str, Fields]:
+    """New inputs: each linked field = Σ weight · (previous output of the source field).
+
+    Neurons without a row in either matrix keep their previous inputs (reference §9.2).
+    """
+    terms: dict[str, dict[str, list[tuple[float, VValue]]]] = {}
+    for part in (matrix, network.fixed):
+        for to, to_input, source, from_output, weight in links(part):
+            _require_neuron(network, to, source)
+            value = state.outputs.get(source, {}).get(from_output, {})
+            terms.setdefault(to, {}).setdefault(to_input, []).append((weight, value))
+    inputs = dict(state.inputs)
+    for to, fields in terms.items():
+        inputs[to] = {name: vvalue.linear_combination(ts) for name, ts in fields.items()}
+    return inputs
+
+
+def _require_neuron(network: Network, *names: str) -> None:
+    for name in names:
+        if name not in network.neurons:
+            raise DmmError(
+                f"network {network.name!r}: the matrix links neuron {name!r}, which the network "
+                "does not declare (declare it under 'neurons' before linking it)"
+            )
+
+
+def active_neurons(network: Network, matrix: VValue) -> set[str]:
+    """Neurons named by any link of W or the fixed matrix (DMM 1.0: the matrix decides)."""
+    active: set[str] = set()
+    for part in (matrix, network.fixed):
+        for to, _, source, _, _ in links(part):
+            active.update((to, source))
+    return active
+
+
+def up_movement(
+    network: Network,
+    registry: NeuronRegistry,
+    inputs: Mapping[str, Fields],
+    active: set[str],
+    driver: InputDriver | None,
+    cycle_number: int,
+) -> dict[str, Fields]:
+    """New outputs: every active neuron applies its type's function to its inputs."""
+    outputs: dict[str, Fields] = {}
+    for name in active:
+        neuron_type = registry.get(network.neurons[name])
+        own = inputs.get(name, {})
+        if neuron_type.role == "input" and driver is not None:
+            outputs[name] = driver.emit(cycle_number, own)
+        else:
+            outputs[name] = neuron_type.function(own)
+    return outputs
+
+
+def cycle(
+    network: Network, registry: NeuronRegistry, state: State, driver: InputDriver | None = None
+) -> State:
+    """One two-stroke cycle: down movement, then up movement. Returns the new state."""
+    matrix = current_matrix(network, registry, state)
+    active = active_neurons(network, matrix)
+    inputs = {name: fields for name, fields in down_movement(network, matrix, state).items()
+              if name in active}  # a neuron that lost every link goes inactive: state dropped
+    outputs = up_movement(network, registry, inputs, active, driver, state.cycle + 1)
+    return State(inputs, outputs, state.cycle + 1)
+
+
+def read_outputs(network: Network, state: State) -> dict[str, VValue]:
+    """The named outputs after the last cycle (each reads a neuron's *input* field)."""
+    return {
+        name: state.inputs.get(neuron, {}).get(field_name, {})
+        for name, (neuron, field_name) in network.outputs.items()
+    }
