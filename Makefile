@@ -30,6 +30,7 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check dmm_engine service tests bench
+	$(BIN)/ruff format --check dmm_engine service tests bench
 	$(BIN)/mypy
 
 size:

@@ -22,7 +22,13 @@ from dmm_engine.errors import (
     VValueError,
 )
 from dmm_engine.interpreter import State, cycle, initial_state, read_outputs
-from dmm_engine.modelfile import load_matrix, load_model, network_from_dict, network_to_dict, save_model
+from dmm_engine.modelfile import (
+    load_matrix,
+    load_model,
+    network_from_dict,
+    network_to_dict,
+    save_model,
+)
 from dmm_engine.network import Network, count_links, links, validate
 from dmm_engine.neurons import NeuronRegistry, NeuronType, default_registry
 from dmm_engine.vvalue import VValue

@@ -40,7 +40,7 @@ def split_symbols(text: str, mode: SymbolMode) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class TimerDrivenText:
-    """The seed's timer-driven input: symbol ``min(t // period + 1, n)`` whenever ``t % period == 0``.
+    """The seed's timer-driven input: symbol ``min(t // period + 1, n)`` when ``t % period == 0``.
 
     ``t = max(N(timer), 0)`` is the timer value the input neuron receives (reference §3.1).
     """

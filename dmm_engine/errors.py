@@ -29,7 +29,9 @@ class NetworkValidationError(DmmError):
         self.name = name
         self.problems = list(problems)
         shown = "\n  ".join(self.problems)
-        super().__init__(f"network {name!r} is invalid ({len(self.problems)} problem(s)):\n  {shown}")
+        super().__init__(
+            f"network {name!r} is invalid ({len(self.problems)} problem(s)):\n  {shown}"
+        )
 
 
 class ModelFileError(DmmError):

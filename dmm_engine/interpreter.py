@@ -27,7 +27,7 @@ class InputDriver(Protocol):
     """Supplies the output of the network's input neuron for each cycle."""
 
     def emit(self, cycle: int, inputs: Mapping[str, VValue]) -> Fields:
-        """The input neuron's output at 1-based `cycle`, given its inputs after the down movement."""
+        """The input neuron's output at 1-based `cycle`, given its inputs after down movement."""
         ...
 
 
@@ -124,8 +124,11 @@ def cycle(
     """One two-stroke cycle: down movement, then up movement. Returns the new state."""
     matrix = current_matrix(network, registry, state)
     active = active_neurons(network, matrix)
-    inputs = {name: fields for name, fields in down_movement(network, matrix, state).items()
-              if name in active}  # a neuron that lost every link goes inactive: state dropped
+    inputs = {
+        name: fields
+        for name, fields in down_movement(network, matrix, state).items()
+        if name in active
+    }  # a neuron that lost every link goes inactive: state dropped
     outputs = up_movement(network, registry, inputs, active, driver, state.cycle + 1)
     return State(inputs, outputs, state.cycle + 1)
 

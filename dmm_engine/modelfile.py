@@ -68,12 +68,14 @@ def _parse_outputs(data: Any, source: str) -> dict[str, tuple[str, str]]:
 def network_from_dict(data: Any, source: str, registry: NeuronRegistry) -> Network:
     """Build and validate a network from parsed model-file JSON; `source` names it in errors."""
     if not isinstance(data, dict):
-        raise ModelFileError(f"{source}: expected a JSON object with \"format\": \"{FORMAT}\"")
+        raise ModelFileError(f'{source}: expected a JSON object with "format": "{FORMAT}"')
     missing = [k for k in REQUIRED_KEYS if k not in data]
     unknown = sorted(set(data) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
     if missing or unknown:
         allowed = ", ".join(REQUIRED_KEYS + OPTIONAL_KEYS)
-        raise ModelFileError(f"{source}: missing keys {missing}, unknown keys {unknown} (allowed: {allowed})")
+        raise ModelFileError(
+            f"{source}: missing keys {missing}, unknown keys {unknown} (allowed: {allowed})"
+        )
     if data["format"] != FORMAT:
         raise ModelFileError(f"{source}: format: expected {FORMAT!r}, got {data['format']!r}")
     neurons = data["neurons"]

@@ -58,7 +58,7 @@ def links(matrix: VValue) -> Iterator[Link]:
         for to_input, sources in _items(row):
             for source, outs in _items(sources):
                 for from_output, weight in _items(outs):
-                    if not isinstance(weight, dict):
+                    if isinstance(weight, (int, float)):
                         yield to, to_input, source, from_output, float(weight)
 
 
@@ -105,7 +105,8 @@ class _Checker:
         for name, type_name in self.network.neurons.items():
             if not name or "." in name or name == NUMBER:
                 self.problems.append(
-                    f"neurons.{name}: a neuron name must be non-empty, without '.', and not {NUMBER!r}"
+                    f"neurons.{name}: a neuron name must be non-empty, without '.', "
+                    f"and not {NUMBER!r}"
                 )
             try:
                 if self.registry.get(type_name).role == "self":
@@ -113,7 +114,9 @@ class _Checker:
             except UnknownNeuronTypeError as exc:
                 self.problems.append(f"neurons.{name}: {exc}")
         if len(selves) > 1:
-            self.problems.append(f"neurons: at most one neuron of type self, found {_names(selves)}")
+            self.problems.append(
+                f"neurons: at most one neuron of type self, found {_names(selves)}"
+            )
 
     def check_matrix(self, part: str, matrix: object) -> None:
         if not isinstance(matrix, dict):
@@ -154,7 +157,8 @@ class _Checker:
     def neuron(self, where: str, name: str) -> tuple[str, tuple[str, ...], tuple[str, ...]] | None:
         if name not in self.network.neurons:
             self.problems.append(
-                f"{where}: no neuron {name!r} in the network (neurons: {_names(self.network.neurons)})"
+                f"{where}: no neuron {name!r} in the network "
+                f"(neurons: {_names(self.network.neurons)})"
             )
         return self.type_of(name)
 
@@ -172,7 +176,10 @@ class _Checker:
         name = self.network.input
         if name is None:
             return
-        if self.neuron("input", name) and self.registry.get(self.network.neurons[name]).role != "input":
+        if (
+            self.neuron("input", name)
+            and self.registry.get(self.network.neurons[name]).role != "input"
+        ):
             self.problems.append(
                 f"input: neuron {name!r} has type {self.network.neurons[name]}; "
                 "expected a neuron whose type has role 'input' (e.g. type input)"

@@ -80,9 +80,7 @@ class NeuronRegistry:
             return self._types[name]
         except KeyError:
             known = ", ".join(sorted(self._types))
-            raise UnknownNeuronTypeError(
-                f"unknown neuron type {name!r} (known: {known})"
-            ) from None
+            raise UnknownNeuronTypeError(f"unknown neuron type {name!r} (known: {known})") from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._types
@@ -179,6 +177,14 @@ def lin_comb(inputs: Mapping[str, VValue]) -> Fields:
     return {"single": vvalue.lin_comb(inputs.get("mask", {}), inputs.get("main", {}))}
 
 
+def self_update(inputs: Mapping[str, VValue]) -> Fields:
+    # DMM 1.0 sums with zero purging (reference §1.2): a delta that cancels a link removes it,
+    # so the neurons it leaves without links go inactive.
+    return {
+        "single": vvalue.purge_zeros(vvalue.add(inputs.get("accum", {}), inputs.get("delta", {})))
+    }
+
+
 BUILTIN_TYPES: tuple[NeuronType, ...] = (
     NeuronType("timer", ("timer",), ("timer",), timer, "timer = N(timer) + 1"),
     NeuronType("input", ("timer",), ("char",), silent_input, "the input driver's symbol", "input"),
@@ -187,24 +193,38 @@ BUILTIN_TYPES: tuple[NeuronType, ...] = (
     NeuronType("accum", ("dict-1", "dict-2"), ("dict",), accum, "dict = dict-1 + dict-2"),
     NeuronType("norm", ("dict",), ("norm",), norm, "norm = max |leaf| of dict (0 if empty)"),
     NeuronType("dot", ("dict-1", "dict-2"), ("dot",), dot, "dot = clip(dict-1·dict-2, ±4)"),
-    NeuronType("dot-unclipped", ("dict-1", "dict-2"), ("dot",), dot_unclipped, "dot = dict-1·dict-2"),
     NeuronType(
-        "compare", ("dict-1", "dict-2"), ("true", "false"), compare,
+        "dot-unclipped", ("dict-1", "dict-2"), ("dot",), dot_unclipped, "dot = dict-1·dict-2"
+    ),
+    NeuronType(
+        "compare",
+        ("dict-1", "dict-2"),
+        ("true", "false"),
+        compare,
         "true = relu(N(dict-1) − N(dict-2)), false = relu(N(dict-2) − N(dict-1))",
     ),
     NeuronType("output", ("dict-1", "dict-2"), (), output, "none: its inputs are the result"),
     NeuronType("identity", ("single",), ("single",), identity, "single = single"),
-    NeuronType("plus", ("accum", "delta"), ("single",), plus, "single = accum + delta (DMM 1.0 accum)"),
+    NeuronType(
+        "plus", ("accum", "delta"), ("single",), plus, "single = accum + delta (DMM 1.0 accum)"
+    ),
     NeuronType("max-norm", ("single",), ("single",), max_norm, "single = max |leaf| of single"),
     NeuronType(
-        "less-or-equal", ("left", "right"), ("true-channel", "false-channel"), less_or_equal,
+        "less-or-equal",
+        ("left", "right"),
+        ("true-channel", "false-channel"),
+        less_or_equal,
         "true-channel = 1 iff every leaf of right − left ≥ 0, else false-channel = 1",
     ),
     NeuronType("mult-mask", ("mask", "main"), ("single",), mult_mask, "single = mask ⊙ main"),
     NeuronType("lin-comb", ("mask", "main"), ("single",), lin_comb, "single = Σ mask ⊙ main"),
     NeuronType(
-        "self", ("accum", "delta"), ("single",), plus,
-        "single = accum + delta; its output is the network matrix W", "self",
+        "self",
+        ("accum", "delta"),
+        ("single",),
+        self_update,
+        "single = accum + delta, zero links dropped; its output is the network matrix W",
+        "self",
     ),
 )
 

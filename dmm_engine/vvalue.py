@@ -27,7 +27,7 @@ from dmm_engine.errors import VValueError
 NUMBER = ":number"
 
 VValue: TypeAlias = dict[str, Union[float, "VValue"]]
-Leaf: TypeAlias = Union[float, VValue]
+Leaf: TypeAlias = float | VValue
 
 
 def number(x: float) -> VValue:
@@ -208,7 +208,9 @@ def normalize(v: VValue) -> VValue:
     for key, x in v.items():
         if isinstance(x, dict):
             sub = normalize(x)
-            out[key] = sub[NUMBER] if set(sub) == {NUMBER} and not isinstance(sub[NUMBER], dict) else sub
+            out[key] = (
+                sub[NUMBER] if set(sub) == {NUMBER} and not isinstance(sub[NUMBER], dict) else sub
+            )
         else:
             out[key] = float(x)
     return out
@@ -220,13 +222,17 @@ def to_jsonable(v: VValue) -> object:
     Integral floats are written as integers (``1.0`` → ``1``) so outputs read naturally.
     """
     norm = normalize(v)
-    if set(norm) == {NUMBER} and not isinstance(norm[NUMBER], dict):
-        return _json_number(float(norm[NUMBER]))
+    scalar = norm.get(NUMBER)
+    if len(norm) == 1 and isinstance(scalar, float):
+        return _json_number(scalar)
     return _jsonable_dict(norm)
 
 
 def _jsonable_dict(v: VValue) -> dict[str, object]:
-    return {k: _jsonable_dict(x) if isinstance(x, dict) else _json_number(x) for k, x in sorted(v.items())}
+    return {
+        k: _jsonable_dict(x) if isinstance(x, dict) else _json_number(x)
+        for k, x in sorted(v.items())
+    }
 
 
 def _json_number(x: float) -> float | int:
@@ -258,7 +264,9 @@ def _dict_from_jsonable(data: dict[object, object], path: str) -> VValue:
     for key, x in data.items():
         where = f"{path}.{key}"
         if isinstance(x, dict) and key == NUMBER:
-            raise VValueError(f"{where}: the reserved key {NUMBER!r} must hold a number, not an object")
+            raise VValueError(
+                f"{where}: the reserved key {NUMBER!r} must hold a number, not an object"
+            )
         if isinstance(x, dict):
             out[str(key)] = _dict_from_jsonable(x, where)
         elif isinstance(x, (int, float)) and not isinstance(x, bool):

@@ -46,7 +46,8 @@ def run(
         bool, typer.Option("--tokens", help="One message per whitespace token, not per character.")
     ] = False,
     output_format: Annotated[
-        embedded.OutputFormat, typer.Option("--format", help="json (one line per message) or table.")
+        embedded.OutputFormat,
+        typer.Option("--format", help="json (one line per message) or table."),
     ] = "json",
 ) -> None:
     """Run a machine on text with no broker: one message per character (or token)."""
@@ -62,8 +63,9 @@ def run(
         else:
             source = input_file.open(encoding="utf-8")
         with source:
-            embedded.run_text(network, registry, embedded.read_symbols(source, mode), sys.stdout,
-                              output_format)
+            embedded.run_text(
+                network, registry, embedded.read_symbols(source, mode), sys.stdout, output_format
+            )
     except OSError as exc:
         raise _fail(f"cannot read --input {input_file}: {exc.strerror or exc}") from exc
     except (DmmError, ServiceError) as exc:

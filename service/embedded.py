@@ -61,8 +61,11 @@ def _format(
     seq: int, symbol: str, outputs: dict[str, vvalue.VValue], names: list[str], fmt: OutputFormat
 ) -> str:
     if fmt == "json":
-        record = {"seq": seq, "input": symbol,
-                  "outputs": {n: vvalue.to_jsonable(outputs[n]) for n in names}}
+        record = {
+            "seq": seq,
+            "input": symbol,
+            "outputs": {n: vvalue.to_jsonable(outputs[n]) for n in names},
+        }
         return json.dumps(record, ensure_ascii=False)
     cells = [_cell(outputs[n]) for n in names]
     return "  ".join([f"{seq:>5}", f"{json.dumps(symbol, ensure_ascii=False):<8}", *cells])

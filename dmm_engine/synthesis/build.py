@@ -17,17 +17,30 @@ from dmm_engine.vvalue import VValue
 
 FF3_TYPES = ("accum", "norm", "compare", "dot")
 COMPARE_FREE_TYPES = ("accum", "norm", "dot")
-FIXED_NEURONS = {"timer": "timer", "input": "input", "const_1": "const_1", "eos": "eos",
-                 "output": "output"}
+FIXED_NEURONS = {
+    "timer": "timer",
+    "input": "input",
+    "const_1": "const_1",
+    "eos": "eos",
+    "output": "output",
+}
 _OUTPUTS = {"accum": ("dict",), "norm": ("norm",), "dot": ("dot",), "compare": ("true", "false")}
-_INPUTS = {"accum": ("dict-2",), "norm": ("dict",), "dot": ("dict-1", "dict-2"),
-           "compare": ("dict-1", "dict-2")}
+_INPUTS = {
+    "accum": ("dict-2",),
+    "norm": ("dict",),
+    "dot": ("dict-1", "dict-2"),
+    "compare": ("dict-1", "dict-2"),
+}
 _ORDER = ("accum", "norm", "dot", "compare")  # the seed's field order within a layer
 
 
 def _interneurons(n_layers: int, n_per_layer: int, types: Sequence[str]) -> dict[str, str]:
-    return {f"{t}-{layer}-{k}": t for layer in range(1, n_layers + 1)
-            for k in range(1, n_per_layer + 1) for t in types}
+    return {
+        f"{t}-{layer}-{k}": t
+        for layer in range(1, n_layers + 1)
+        for k in range(1, n_per_layer + 1)
+        for t in types
+    }
 
 
 def ff3_soft_links(
@@ -39,19 +52,29 @@ def ff3_soft_links(
     template = []
     for layer in range(1, n_layers + 2):
         if layer <= n_layers:
-            targets = [(f"{t}-{layer}-{k}", i) for k in range(1, n_per_layer + 1)
-                       for t in kinds for i in _INPUTS[t]]
+            targets = [
+                (f"{t}-{layer}-{k}", i)
+                for k in range(1, n_per_layer + 1)
+                for t in kinds
+                for i in _INPUTS[t]
+            ]
         else:
             targets = [("output", "dict-1"), ("output", "dict-2")]
         template += [(to, ti, src, so) for to, ti in targets for src, so in sources]
-        sources += [(f"{t}-{layer}-{k}", o) for k in range(1, n_per_layer + 1)
-                    for t in kinds for o in _OUTPUTS[t]]
+        sources += [
+            (f"{t}-{layer}-{k}", o)
+            for k in range(1, n_per_layer + 1)
+            for t in kinds
+            for o in _OUTPUTS[t]
+        ]
     return template
 
 
 def _hard_links(neurons: dict[str, str]) -> VValue:
-    fixed: VValue = {"timer": {"timer": {"timer": {"timer": 1.0}}},
-                     "input": {"timer": {"timer": {"timer": 1.0}}}}
+    fixed: VValue = {
+        "timer": {"timer": {"timer": {"timer": 1.0}}},
+        "input": {"timer": {"timer": {"timer": 1.0}}},
+    }
     for name, type_name in neurons.items():
         if type_name == "accum":
             fixed[name] = {"dict-1": {name: {"dict": 1.0}}}
@@ -60,10 +83,11 @@ def _hard_links(neurons: dict[str, str]) -> VValue:
 
 def matrix_from_links(links: Sequence[Link]) -> VValue:
     """A rank-4 matrix from ``(to, to_input, from, from_output, weight)`` links (additive)."""
-    matrix: VValue = {}
+    rows: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     for to, to_input, source, from_output, weight in links:
-        outs = matrix.setdefault(to, {}).setdefault(to_input, {}).setdefault(source, {})
-        outs[from_output] = outs.get(from_output, 0.0) + weight  # type: ignore[union-attr,operator]
+        outs = rows.setdefault(to, {}).setdefault(to_input, {}).setdefault(source, {})
+        outs[from_output] = outs.get(from_output, 0.0) + weight
+    matrix: VValue = rows  # type: ignore[assignment]  # dict invariance: same data, wider type
     return matrix
 
 
@@ -78,7 +102,9 @@ def ff3(
     """The trainable network with soft matrix `matrix` (default: every template link at 0.0)."""
     neurons = {**FIXED_NEURONS, **_interneurons(n_layers, n_per_layer, types)}
     if matrix is None:
-        matrix = matrix_from_links([(*link, 0.0) for link in ff3_soft_links(n_layers, n_per_layer, types)])
+        matrix = matrix_from_links(
+            [(*link, 0.0) for link in ff3_soft_links(n_layers, n_per_layer, types)]
+        )
     return Network(
         name=name,
         neurons=neurons,
@@ -87,6 +113,10 @@ def ff3(
         outputs={"left": ("output", "dict-1"), "right": ("output", "dict-2")},
         input="input",
         cycles_per_message=10,
-        metadata={"architecture": name, "n_layers": n_layers, "n_per_layer": n_per_layer,
-                  "types": list(types)},
+        metadata={
+            "architecture": name,
+            "n_layers": n_layers,
+            "n_per_layer": n_per_layer,
+            "types": list(types),
+        },
     )

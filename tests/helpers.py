@@ -1,0 +1,30 @@
+"""Test builders shared across the suite."""
+
+from __future__ import annotations
+
+from dmm_engine import vvalue
+from dmm_engine.vvalue import VValue
+
+
+def numbers(outputs: dict[str, VValue]) -> tuple[float, ...]:
+    """The scalar of each named output, in name order."""
+    return tuple(vvalue.get_number(outputs[name]) for name in sorted(outputs))
+
+
+def segments(trace: list[tuple[float, ...]]) -> list[tuple[int, int, tuple[float, ...]]]:
+    """Runs of equal values: ``(first_cycle, last_cycle, value)`` with 1-based cycles."""
+    runs: list[tuple[int, int, tuple[float, ...]]] = []
+    for cycle_number, value in enumerate(trace, start=1):
+        if runs and runs[-1][2] == value:
+            runs[-1] = (runs[-1][0], cycle_number, value)
+        else:
+            runs.append((cycle_number, cycle_number, value))
+    return runs
+
+
+def assert_vvalues_close(a: VValue, b: VValue, tol: float = 1e-9) -> None:
+    """Equal up to `tol` at every leaf path, a missing leaf counting as zero."""
+    fa, fb = vvalue.flatten(a), vvalue.flatten(b)
+    for path in set(fa) | set(fb):
+        x, y = fa.get(path, 0.0), fb.get(path, 0.0)
+        assert abs(x - y) <= tol * max(1.0, abs(x), abs(y)), f"{path}: {x} != {y}"
