@@ -64,9 +64,13 @@ def current_matrix(network: Network, registry: NeuronRegistry, state: State) -> 
 
 
 def down_movement(network: Network, matrix: VValue, state: State) -> dict[str, Fields]:
-    """New inputs: each linked field = Σ weight · (previous output of the source field).
+    """New inputs of every neuron with a row: each linked field = Σ weight · previous output.
 
-    Neurons without a row in either matrix keep their previous inputs (reference §9.2).
+    A neuron with no row gets no entry: `cycle` gives it an empty input. In DMM Lite such a
+    neuron kept a stale input; with a fixed matrix that input is the empty one of the reset
+    (reference §9.2), and when Self removes a neuron's row the seed's own comment says "in
+    reality it should become inactive" (§7): here its input is rebuilt empty, so the state of
+    a stream is its neurons' outputs alone.
     """
     terms: dict[str, dict[str, list[tuple[float, VValue]]]] = {}
     for part in (matrix, network.fixed):
@@ -74,10 +78,10 @@ def down_movement(network: Network, matrix: VValue, state: State) -> dict[str, F
             _require_neuron(network, to, source)
             value = state.outputs.get(source, {}).get(from_output, {})
             terms.setdefault(to, {}).setdefault(to_input, []).append((weight, value))
-    inputs = dict(state.inputs)
-    for to, fields in terms.items():
-        inputs[to] = {name: vvalue.linear_combination(ts) for name, ts in fields.items()}
-    return inputs
+    return {
+        to: {name: vvalue.linear_combination(ts) for name, ts in fields.items()}
+        for to, fields in terms.items()
+    }
 
 
 def _require_neuron(network: Network, *names: str) -> None:
@@ -124,11 +128,9 @@ def cycle(
     """One two-stroke cycle: down movement, then up movement. Returns the new state."""
     matrix = current_matrix(network, registry, state)
     active = active_neurons(network, matrix)
-    inputs = {
-        name: fields
-        for name, fields in down_movement(network, matrix, state).items()
-        if name in active
-    }  # a neuron that lost every link goes inactive: state dropped
+    rebuilt = down_movement(network, matrix, state)
+    # an inactive neuron (no link left) has no state at all; an active one without a row, {}
+    inputs = {name: rebuilt.get(name, {}) for name in active}
     outputs = up_movement(network, registry, inputs, active, driver, state.cycle + 1)
     return State(inputs, outputs, state.cycle + 1)
 

@@ -151,13 +151,13 @@ def test_sparse20_generalisation_table(
     assert worst == pytest.approx(max_element, rel=2e-4)
 
 
-def test_neuron_without_a_row_keeps_its_previous_input(registry: NeuronRegistry) -> None:
+def test_inputs_are_rebuilt_from_outputs_alone(registry: NeuronRegistry) -> None:
     net = zoo.load("duplicate-detector", registry)
     state = initial_state(net, registry)
     state = dataclasses.replace(state, inputs={"const_1": {"stale": {"x": 1.0}}})
     state = cycle(net, registry, state)
-    assert state.inputs["const_1"] == {"stale": {"x": 1.0}}  # reference §9.2
-    assert state.inputs["norm"] == {"dict": {}}
+    assert state.inputs["const_1"] == {}  # no row: empty, as after the reset (§9.2)
+    assert state.inputs["norm"] == {"dict": {}}  # a row whose source is still empty
 
 
 # --- Self: the Oct-19-2016 "wave" (reference §2.1, §8 H) -------------------------------------
