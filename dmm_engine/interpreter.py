@@ -102,28 +102,41 @@ def active_neurons(network: Network, matrix: VValue) -> set[str]:
     return active
 
 
+Drivers = InputDriver | Mapping[str, InputDriver] | None
+"""One driver for the network's ``input`` neuron, or drivers by input-neuron name."""
+
+
+def _driver_of(network: Network, drivers: Drivers, name: str) -> InputDriver | None:
+    if drivers is None or isinstance(drivers, Mapping):
+        return (drivers or {}).get(name)
+    return drivers if name == network.input else None
+
+
 def up_movement(
     network: Network,
     registry: NeuronRegistry,
     inputs: Mapping[str, Fields],
     active: set[str],
-    driver: InputDriver | None,
+    drivers: Drivers,
     cycle_number: int,
 ) -> dict[str, Fields]:
-    """New outputs: every active neuron applies its type's function to its inputs."""
+    """New outputs: every active neuron applies its type's function to its inputs.
+
+    An input neuron with a driver takes its output from the driver instead.
+    """
     outputs: dict[str, Fields] = {}
     for name in active:
         neuron_type = registry.get(network.neurons[name])
         own = inputs.get(name, {})
-        if neuron_type.role == "input" and driver is not None:
-            outputs[name] = driver.emit(cycle_number, own)
-        else:
-            outputs[name] = neuron_type.function(own)
+        driver = _driver_of(network, drivers, name) if neuron_type.role == "input" else None
+        outputs[name] = (
+            driver.emit(cycle_number, own) if driver is not None else neuron_type.function(own)
+        )
     return outputs
 
 
 def cycle(
-    network: Network, registry: NeuronRegistry, state: State, driver: InputDriver | None = None
+    network: Network, registry: NeuronRegistry, state: State, driver: Drivers = None
 ) -> State:
     """One two-stroke cycle: down movement, then up movement. Returns the new state."""
     matrix = current_matrix(network, registry, state)

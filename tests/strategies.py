@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hypothesis import strategies as st
 
 from dmm_engine import vvalue
 from dmm_engine.vvalue import NUMBER, VValue
+
+if TYPE_CHECKING:
+    from dmm_engine import Network
 
 keys = st.sampled_from(["a", "b", "c", "x", "y", "ζ", "."])
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
@@ -37,3 +42,84 @@ def of_shape(shape: list[tuple[str, ...]]) -> st.SearchStrategy[VValue]:
 
 texts = st.text(alphabet="abc. xy", max_size=30)
 token_texts = st.lists(st.sampled_from(["the", "cat", ".", "sat", "a"]), max_size=15).map(" ".join)
+
+
+# --- random DMM Lite networks -----------------------------------------------------------------
+
+INTERNEURON_TYPES = ("accum", "norm", "dot", "compare")
+_IN = {
+    "accum": ("dict-2",),
+    "norm": ("dict",),
+    "dot": ("dict-1", "dict-2"),
+    "dot-unclipped": ("dict-1", "dict-2"),
+    "compare": ("dict-1", "dict-2"),
+}
+_OUT = {
+    "accum": ("dict",),
+    "norm": ("norm",),
+    "dot": ("dot",),
+    "dot-unclipped": ("dot",),
+    "compare": ("true", "false"),
+}
+weights = st.floats(min_value=-1.0, max_value=1.0, allow_nan=False).filter(lambda w: abs(w) > 1e-3)
+
+
+@st.composite
+def lite_networks(draw: st.DrawFn) -> Network:
+    """Small random networks of the DMM Lite types, recurrent links allowed.
+
+    Fixed: timer (self-loop), input (reads the timer), const_1, eos, output; 1–6 interneurons
+    with random soft links from any output (their own included, except accumulator to
+    accumulator, which grows exponentially and overflows float32); accumulators carry the hard
+    weight-1 memory loop. Named outputs read the output neuron and one interneuron input.
+    """
+    from dmm_engine import Network
+
+    kinds = draw(st.lists(st.sampled_from(INTERNEURON_TYPES), min_size=1, max_size=6))
+    neurons = {
+        "timer": "timer",
+        "input": "input",
+        "const_1": "const_1",
+        "eos": "eos",
+        "output": "output",
+    }
+    neurons.update({f"{t}-{i}": t for i, t in enumerate(kinds)})
+    sources = [("input", "char"), ("eos", "char"), ("const_1", "const_1"), ("timer", "timer")]
+    sources += [(name, out) for name, t in neurons.items() if t in _OUT for out in _OUT[t]]
+    targets = [(name, i) for name, t in neurons.items() if t in _IN for i in _IN[t]]
+    targets += [("output", "dict-1"), ("output", "dict-2")]
+    matrix: dict = {}
+    accum_outputs = [(n, "dict") for n, t in neurons.items() if t == "accum"]
+    for to, field in targets:
+        # no accumulator feeds an accumulator: that loop grows exponentially and overflows
+        allowed = [s for s in sources if not (neurons[to] == "accum" and s in accum_outputs)]
+        chosen = draw(st.lists(st.sampled_from(allowed), min_size=1, max_size=3, unique=True))
+        for source, out in chosen:
+            matrix.setdefault(to, {}).setdefault(field, {}).setdefault(source, {})[out] = draw(
+                weights
+            )
+    fixed: dict = {
+        "timer": {"timer": {"timer": {"timer": 1.0}}},
+        "input": {"timer": {"timer": {"timer": 1.0}}},
+    }
+    for name, t in neurons.items():
+        if t == "accum":
+            fixed[name] = {"dict-1": {name: {"dict": 1.0}}}
+    probe_neuron, probe_field = targets[0]
+    return Network(
+        "random",
+        neurons,
+        matrix,
+        fixed,
+        outputs={
+            "left": ("output", "dict-1"),
+            "right": ("output", "dict-2"),
+            "probe": (probe_neuron, probe_field),
+        },
+        input="input",
+    )
+
+
+ALPHABET = "abcdefghijklmnopqrstuvwxyz .,!?"
+long_texts = st.text(alphabet=ALPHABET, min_size=1, max_size=40)
+"""Texts over 31 symbols: enough to grow the key registry past its first capacity of 16."""
