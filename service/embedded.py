@@ -6,8 +6,9 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Literal, TextIO
 
-from dmm_engine import Network, NeuronRegistry, one_hot, run_messages, split_symbols, vvalue
+from dmm_engine import Network, NeuronRegistry, one_hot, split_symbols, vvalue
 from dmm_engine.drivers import SymbolMode
+from dmm_engine.engines import make_machines
 from service.errors import InputTextError
 
 OutputFormat = Literal["json", "table"]
@@ -33,25 +34,23 @@ def run_text(
     symbols: Iterable[str],
     out: TextIO,
     output_format: OutputFormat = "json",
+    engine: str = "compiled",
 ) -> int:
     """Run `network` on `symbols`, one message each; write one record per message to `out`.
+
+    Args:
+        engine: ``compiled`` (default) or ``interpreter``; both give the same numbers.
 
     Returns:
         The number of messages processed.
     """
+    machines = make_machines(network, registry, engine)
     names = list(network.outputs)
     if output_format == "table":
         out.write("  ".join([f"{'seq':>5}", f"{'input':<8}", *(f"{n:>8}" for n in names)]) + "\n")
-    pending: list[str] = []
-
-    def values() -> Iterator[vvalue.VValue]:
-        for symbol in symbols:
-            pending.append(symbol)
-            yield one_hot(symbol)
-
     seq = 0
-    for seq, outputs in enumerate(run_messages(network, registry, values()), start=1):
-        symbol = pending.pop(0)
+    for seq, symbol in enumerate(symbols, start=1):
+        (outputs,) = machines.step([("stdin", one_hot(symbol))])
         out.write(_format(seq, symbol, outputs, names, output_format) + "\n")
         out.flush()
     return seq

@@ -129,6 +129,7 @@ class CompiledEngine:
         self.dense = dense_matrix(self.layout, own, self.dtype)
         self._read_rows = [self.layout.input_index(f) for f in self.network.outputs.values()]
         self.blocks = self.blocks_of(self.dense)
+        self._aliases = self._find_aliases(self.blocks)
         fixed = [
             link for link in links(self.network.fixed) if self.self_name not in (link[0], link[2])
         ]
@@ -156,6 +157,32 @@ class CompiledEngine:
                     "takes deltas only through CompiledEngine.cycle(self_delta=...) "
                     "(the control path); run this network with the interpreter"
                 )
+
+    def _find_aliases(self, blocks: MatrixBlocks) -> dict[int, int]:
+        """Dict input blocks that are weight-1 copies of a contiguous run of dict outputs.
+
+        Such a block is read as a view of the state instead of being multiplied out: in the
+        handcrafted machine every dict input is one (accum ← accum, norm ← accum, …).
+        Returns ``{input block start: output start}``.
+        """
+        aliases = {}
+        for group in self.layout.groups:
+            n = len(group.neurons)
+            for kind, start in zip(group.form.input_kinds, group.input_starts, strict=True):
+                if kind != "dict" or start >= blocks.dd.shape[0]:
+                    continue
+                rows, scalar_rows = blocks.dd[start : start + n], blocks.ds[start : start + n]
+                ones = [torch.nonzero(row).flatten().tolist() for row in rows]
+                if scalar_rows.any() or any(len(c) != 1 for c in ones):
+                    continue
+                first = ones[0][0]
+                copies = all(
+                    c[0] == first + i and row[c[0]] == 1.0
+                    for i, (c, row) in enumerate(zip(ones, rows, strict=True))
+                )
+                if copies:
+                    aliases[start] = first
+        return aliases
 
     def blocks_of(self, dense: Tensor) -> MatrixBlocks:
         """Cut a dense W + F into the contiguous blocks a cycle multiplies by (differentiable)."""
@@ -240,27 +267,41 @@ class CompiledEngine:
             The new state, and the named outputs when `read`.
         """
         state = self.relayout(state)
+        if feed is not None and feed.shape[1] != state.capacity:
+            # a feed built before more keys arrived: the new columns are zeros
+            feed = torch.nn.functional.pad(feed, (0, state.capacity - feed.shape[1]))
         blocks = self.blocks if matrix is None else matrix
         outputs = self.read_outputs(state, blocks) if read else None
-        scalar_in, dict_in = self._down_movement(state, blocks)
-        new_state = self._up_movement(state, scalar_in, dict_in, feed, timer_feed)
+        aliases = self._aliases if matrix is None else {}
+        scalar_in = self._scalar_inputs(state, blocks)
+        new_state = self._up_movement(state, blocks, aliases, scalar_in, feed, timer_feed)
         self._self_update(self_delta)
         return new_state, outputs
 
-    def _down_movement(self, state: BatchState, blocks: MatrixBlocks) -> tuple[Tensor, Tensor]:
-        xs, xd = state.scalars(), state.dicts()
-        b, k = state.batch, state.capacity
-        number = xd[:, :, 0].contiguous()
-        scalar_in = blocks.ss @ xs + blocks.sd @ number
-        dict_in = (blocks.dd @ xd.reshape(xd.shape[0], b * k)).view(-1, b, k)
-        dict_in[:, :, 0] += blocks.ds @ xs  # scalars live under ":number", column 0
-        return scalar_in, dict_in
+    # The down movement, split by kind: all scalar inputs at once (they are small), and each
+    # dict input block when its type's form needs it.
+
+    def _scalar_inputs(self, state: BatchState, blocks: MatrixBlocks) -> Tensor:
+        number = state.dicts()[:, :, 0].contiguous()
+        return blocks.ss @ state.scalars() + blocks.sd @ number
+
+    def _dict_inputs(
+        self, state: BatchState, blocks: MatrixBlocks, aliases: dict[int, int], start: int, n: int
+    ) -> Tensor:
+        xd, b, k = state.dicts(), state.batch, state.capacity
+        source = aliases.get(start)
+        if source is not None:
+            return xd[source : source + n]
+        out = (blocks.dd[start : start + n] @ xd.reshape(xd.shape[0], b * k)).view(n, b, k)
+        out[:, :, 0] += blocks.ds[start : start + n] @ state.scalars()  # scalars: column 0
+        return out
 
     def _up_movement(
         self,
         state: BatchState,
+        blocks: MatrixBlocks,
+        aliases: dict[int, int],
         scalar_in: Tensor,
-        dict_in: Tensor,
         feed: Tensor | None,
         timer_feed: TimerFeed | None,
     ) -> BatchState:
@@ -268,9 +309,13 @@ class CompiledEngine:
         scalar_pieces: list[Tensor] = []
         dict_pieces: list[Tensor] = []
         for group in self.layout.groups:
+            if not group.form.output_kinds:
+                continue  # readout-only (output neurons): inputs are computed when read
             n = len(group.neurons)
             inputs = [
-                (scalar_in if kind == "scalar" else dict_in)[start : start + n]
+                scalar_in[start : start + n]
+                if kind == "scalar"
+                else self._dict_inputs(state, blocks, aliases, start, n)
                 for kind, start in zip(group.form.input_kinds, group.input_starts, strict=True)
             ]
             if group.form.output_kinds and group.type_name == self._input_type():
@@ -300,10 +345,12 @@ class CompiledEngine:
         timer_feed: TimerFeed | None,
     ) -> Tensor:
         # Only the network's own input neuron is driven; other neurons of its type stay silent.
-        out = torch.zeros(len(neurons), ctx.batch, ctx.capacity, dtype=ctx.dtype)
         driven = neurons.index(str(self.layout.input_neuron))
         if timer_feed is not None:
             feed = timer_feed.emit(inputs[0][driven], ctx)
+        if feed is not None and len(neurons) == 1:
+            return feed.unsqueeze(0)
+        out = torch.zeros(len(neurons), ctx.batch, ctx.capacity, dtype=ctx.dtype)
         if feed is not None:
             out[driven] = feed
         return out

@@ -75,15 +75,16 @@ def _accum(x: Sequence[Tensor], n: int, ctx: Context) -> list[Tensor]:
 
 
 def _norm(x: Sequence[Tensor], n: int, ctx: Context) -> list[Tensor]:
-    return [x[0].abs().amax(dim=-1)]
+    # max(max, −min): two reads and no temporary (torch's inf-norm kernel is ~30× slower here)
+    return [torch.maximum(x[0].amax(dim=-1), x[0].amin(dim=-1).neg())]
 
 
 def _dot(x: Sequence[Tensor], n: int, ctx: Context) -> list[Tensor]:
-    return [(x[0] * x[1]).sum(dim=-1).clamp(-DOT_GOVERNOR, DOT_GOVERNOR)]
+    return [torch.linalg.vecdot(x[0], x[1], dim=-1).clamp(-DOT_GOVERNOR, DOT_GOVERNOR)]
 
 
 def _dot_unclipped(x: Sequence[Tensor], n: int, ctx: Context) -> list[Tensor]:
-    return [(x[0] * x[1]).sum(dim=-1)]
+    return [torch.linalg.vecdot(x[0], x[1], dim=-1)]
 
 
 def _compare(x: Sequence[Tensor], n: int, ctx: Context) -> list[Tensor]:
