@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from dmm_engine import vvalue
-from dmm_engine.compiled.forms import Context, FormRegistry, default_forms
+from dmm_engine.compiled.forms import Context, FormRegistry, default_forms, silent_input
 from dmm_engine.compiled.keys import KeyRegistry, capacity_for
 from dmm_engine.compiled.layout import (
     Layout,
@@ -115,6 +115,7 @@ class CompiledEngine:
         self.grad_mode = grad_mode
         self.self_name = network.self_neuron(registry)
         self._emitted: VValue | None = None  # Self's delta source, emitted at the last up movement
+        self._constants: dict[tuple[object, ...], Tensor] = {}
         self.install(network.matrix)
 
     def install(self, matrix: VValue) -> None:
@@ -213,9 +214,9 @@ class CompiledEngine:
         return capacity_for(len(self.keys))
 
     def context(self, batch: int) -> Context:
-        return Context(
-            batch, self.capacity, self.eos_column, self.grad_mode == "faithful", self.dtype
-        )
+        """What the tensor forms need for a cycle of `batch` streams."""
+        detach = self.grad_mode == "faithful"
+        return Context(batch, self.capacity, self.eos_column, detach, self.dtype, self._constants)
 
     def new_state(self, batch: int) -> BatchState:
         """The reset state of `batch` streams (every output empty)."""
@@ -348,11 +349,12 @@ class CompiledEngine:
         driven = neurons.index(str(self.layout.input_neuron))
         if timer_feed is not None:
             feed = timer_feed.emit(inputs[0][driven], ctx)
-        if feed is not None and len(neurons) == 1:
+        if feed is None:
+            return silent_input([], len(neurons), ctx)[0]
+        if len(neurons) == 1:
             return feed.unsqueeze(0)
         out = torch.zeros(len(neurons), ctx.batch, ctx.capacity, dtype=ctx.dtype)
-        if feed is not None:
-            out[driven] = feed
+        out[driven] = feed
         return out
 
     def _self_update(self, self_delta: VValue | None) -> None:

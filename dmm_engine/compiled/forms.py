@@ -10,7 +10,7 @@ returns its output fields in declaration order. The semantics are those of
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -32,6 +32,8 @@ class Context:
         eos_column: the column of the end-of-sentence key ``"."``.
         detach_memory: the ``faithful`` gradient mode (reference §5.3): no gradient through
             an accumulator's previous state (its ``dict-1`` input).
+        constants: the engine's cache of constant outputs by shape (read-only tensors: a
+            cycle copies outputs into the new state, so nothing ever writes into them).
     """
 
     batch: int
@@ -39,6 +41,14 @@ class Context:
     eos_column: int
     detach_memory: bool
     dtype: torch.dtype
+    constants: dict[tuple[object, ...], Tensor] = field(default_factory=dict)
+
+    def constant(self, name: str, n: int, make: Callable[[], Tensor]) -> Tensor:
+        """The constant output `name` of `n` neurons at this batch and capacity (cached)."""
+        key = (name, n, self.batch, self.capacity, self.dtype)
+        if key not in self.constants:
+            self.constants[key] = make()
+        return self.constants[key]
 
 
 FormFunction = Callable[[Sequence[Tensor], int, Context], list[Tensor]]
@@ -60,13 +70,16 @@ def _timer(x: Sequence[Tensor], n: int, ctx: Context) -> list[Tensor]:
 
 
 def _const_1(x: Sequence[Tensor], n: int, ctx: Context) -> list[Tensor]:
-    return [torch.ones(n, ctx.batch, dtype=ctx.dtype)]
+    return [ctx.constant("const_1", n, lambda: torch.ones(n, ctx.batch, dtype=ctx.dtype))]
 
 
 def _eos(x: Sequence[Tensor], n: int, ctx: Context) -> list[Tensor]:
-    out = torch.zeros(n, ctx.batch, ctx.capacity, dtype=ctx.dtype)
-    out[:, :, ctx.eos_column] = 1.0
-    return [out]
+    def make() -> Tensor:
+        out = torch.zeros(n, ctx.batch, ctx.capacity, dtype=ctx.dtype)
+        out[:, :, ctx.eos_column] = 1.0
+        return out
+
+    return [ctx.constant("eos", n, make)]
 
 
 def _accum(x: Sequence[Tensor], n: int, ctx: Context) -> list[Tensor]:
@@ -95,8 +108,10 @@ def _nothing(x: Sequence[Tensor], n: int, ctx: Context) -> list[Tensor]:
     return []
 
 
-def _silent_input(x: Sequence[Tensor], n: int, ctx: Context) -> list[Tensor]:
-    return [torch.zeros(n, ctx.batch, ctx.capacity, dtype=ctx.dtype)]
+def silent_input(x: Sequence[Tensor], n: int, ctx: Context) -> list[Tensor]:
+    return [
+        ctx.constant("empty", n, lambda: torch.zeros(n, ctx.batch, ctx.capacity, dtype=ctx.dtype))
+    ]
 
 
 def _identity(x: Sequence[Tensor], n: int, ctx: Context) -> list[Tensor]:
@@ -126,7 +141,7 @@ S: Kind = "scalar"
 D: Kind = "dict"
 BUILTIN_FORMS: tuple[TensorForm, ...] = (
     TensorForm("timer", (S,), (S,), _timer),
-    TensorForm("input", (S,), (D,), _silent_input),
+    TensorForm("input", (S,), (D,), silent_input),
     TensorForm("const_1", (), (S,), _const_1),
     TensorForm("eos", (), (D,), _eos),
     TensorForm("accum", (D, D), (D,), _accum),
