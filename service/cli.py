@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
+from aiokafka.errors import KafkaError
 
 from dmm_engine import DmmError, default_registry, zoo
-from service import embedded
+from dmm_engine.drivers import SymbolMode
+from dmm_engine.engines import EngineName
+from service import embedded, kafka_local
 from service.errors import ServiceError
+from service.produce import produce_text
+from service.settings import Settings, load_settings
+from service.tail import tail as tail_topic
+from service.worker import run_worker
 
 app = typer.Typer(
     name="dmm",
@@ -22,6 +32,15 @@ app = typer.Typer(
 )
 
 EXIT_BAD_INPUT = 2
+EXIT_NOT_RUNNING = 1
+T = TypeVar("T")
+
+kafka_app = typer.Typer(
+    name="kafka",
+    help="A local single-node Kafka broker (KRaft) for tests and the demo.",
+    no_args_is_help=True,
+)
+app.add_typer(kafka_app)
 
 
 @app.callback()
@@ -49,6 +68,12 @@ def run(
         embedded.OutputFormat,
         typer.Option("--format", help="json (one line per message) or table."),
     ] = "json",
+    engine: Annotated[
+        EngineName,
+        typer.Option(
+            help="compiled (batched torch) or interpreter (reference). Default: compiled."
+        ),
+    ] = "compiled",
 ) -> None:
     """Run a machine on text with no broker: one message per character (or token)."""
     registry = default_registry()
@@ -63,18 +88,231 @@ def run(
         else:
             source = input_file.open(encoding="utf-8")
         with source:
-            embedded.run_text(
-                network, registry, embedded.read_symbols(source, mode), sys.stdout, output_format
-            )
+            symbols = embedded.read_symbols(source, mode)
+            embedded.run_text(network, registry, symbols, sys.stdout, output_format, engine)
     except OSError as exc:
         raise _fail(f"cannot read --input {input_file}: {exc.strerror or exc}") from exc
     except (DmmError, ServiceError) as exc:
         raise _fail(str(exc)) from exc
 
 
+FLAGS = {
+    "kafka.bootstrap": "--bootstrap",
+    "topics.partitions": "--partitions",
+    "topics.input": "--input-topic",
+    "topics.output": "--output-topic",
+    "topics.state": "--state-topic",
+    "topics.dlq": "--dlq-topic",
+    "worker.group": "--group",
+    "worker.id": "--worker-id",
+    "worker.model": "--model",
+    "worker.guarantee": "--guarantee",
+    "worker.batch_max_records": "--batch-max-records",
+    "worker.linger_ms": "--linger-ms",
+    "worker.fetch_timeout_ms": "--fetch-timeout-ms",
+    "cache_dir": "--cache-dir",
+}
+"""Settings a command-line flag can override: dotted field path → flag."""
+
+Bootstrap = Annotated[
+    str | None,
+    typer.Option(help="Kafka bootstrap host:port. Default: DMM_KAFKA_BOOTSTRAP or 127.0.0.1:9092."),
+]
+Partitions = Annotated[
+    int | None,
+    typer.Option(help="Partitions of created topics. Default: DMM_TOPICS_PARTITIONS or 8."),
+]
+CacheDir = Annotated[
+    Path | None,
+    typer.Option(help="Jar cache. Default: DMM_CACHE_DIR or ~/.cache/dmm-stream."),
+]
+RunDir = Annotated[
+    Path | None,
+    typer.Option(help="Broker run directory. Default: <cache dir>/kafka-run."),
+]
+
+
+def _settings(**overrides: Any) -> Settings:
+    """`Settings` from the environment, overridden by the flags given (dotted paths as kwargs)."""
+    given = {path.replace("__", "."): value for path, value in overrides.items()}
+    return load_settings(given, FLAGS)
+
+
+@contextlib.contextmanager
+def _exit_on_errors() -> Iterator[None]:
+    """Our errors (and Kafka's) become one line on stderr and exit code 2."""
+    try:
+        yield
+    except (ServiceError, DmmError, kafka_local.LocalBrokerError) as exc:
+        raise _fail(" ".join(str(exc).split())) from exc
+    except KafkaError as exc:
+        raise _fail(f"Kafka: {' '.join(str(exc).split())}") from exc
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    with _exit_on_errors():
+        return asyncio.run(coroutine)
+
+
+@app.command()
+def worker(
+    bootstrap: Bootstrap = None,
+    group: Annotated[str | None, typer.Option(help="Consumer group. Default: dmm-worker.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Zoo model or model file. Default: duplicate-detector.")
+    ] = None,
+    guarantee: Annotated[
+        str | None,
+        typer.Option(help="at-least-once or exactly-once. Default: at-least-once."),
+    ] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="compiled or interpreter. Default: compiled.")
+    ] = None,
+    partitions: Partitions = None,
+    batch_max_records: Annotated[
+        int | None, typer.Option(help="Most input records per batch. Default: 500.")
+    ] = None,
+    linger_ms: Annotated[int | None, typer.Option(help="Producer linger, ms. Default: 5.")] = None,
+    fetch_timeout_ms: Annotated[
+        int | None, typer.Option(help="Longest wait per fetch, ms. Default: 200.")
+    ] = None,
+    worker_id: Annotated[
+        str | None, typer.Option(help="Stable worker id. Default: the host name.")
+    ] = None,
+    input_topic: Annotated[str | None, typer.Option(help="Default: dmm.input.")] = None,
+    output_topic: Annotated[str | None, typer.Option(help="Default: dmm.output.")] = None,
+    state_topic: Annotated[str | None, typer.Option(help="Default: dmm.state.")] = None,
+    dlq_topic: Annotated[str | None, typer.Option(help="Default: dmm.dlq.")] = None,
+    max_messages: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many input records. Default: none.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(min=0.0, help="Stop after this many seconds. Default: none.")
+    ] = None,
+) -> None:
+    """Run the streaming worker: dmm.input → machines → dmm.output (+ state, DLQ)."""
+    settings = _run_settings(
+        kafka__bootstrap=bootstrap, worker__group=group, worker__model=model,
+        worker__guarantee=guarantee, worker__engine=engine, topics__partitions=partitions,
+        worker__batch_max_records=batch_max_records, worker__linger_ms=linger_ms,
+        worker__fetch_timeout_ms=fetch_timeout_ms, worker__id=worker_id,
+        topics__input=input_topic, topics__output=output_topic, topics__state=state_topic,
+        topics__dlq=dlq_topic,
+    )  # fmt: skip
+    report = _run(run_worker(settings, max_messages=max_messages, timeout_s=timeout))
+    typer.echo(
+        f"worker: messages={report.messages} applied={report.applied} "
+        f"skipped={report.skipped} dead_letters={report.dead_letters} "
+        f"batches={report.batches} seconds={report.elapsed_s:.2f} "
+        f"msgs_per_s={report.messages_per_s:.0f}"
+    )
+
+
+def _run_settings(**overrides: Any) -> Settings:
+    with _exit_on_errors():
+        return _settings(**overrides)
+
+
+@app.command()
+def produce(
+    key: Annotated[str, typer.Option(help="Message key: the stream id.")],
+    topic: Annotated[
+        str | None, typer.Option(help="Topic. Default: the input topic (DMM_TOPICS_INPUT).")
+    ] = None,
+    tokens: Annotated[
+        bool, typer.Option("--tokens", help="One message per whitespace token, not per character.")
+    ] = False,
+    rate: Annotated[
+        float | None, typer.Option(min=0.001, help="Messages per second. Default: no limit.")
+    ] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", "-i", help="Text file to read. Default: stdin.")
+    ] = None,
+    bootstrap: Bootstrap = None,
+    partitions: Partitions = None,
+) -> None:
+    """Send text to a topic, one message per character (or token), keyed by --key."""
+    settings = _run_settings(kafka__bootstrap=bootstrap, topics__partitions=partitions)
+    target = topic or settings.topics.input
+    try:
+        source = input_file.open(encoding="utf-8") if input_file else sys.stdin
+    except OSError as exc:
+        raise _fail(f"cannot read --input {input_file}: {exc.strerror or exc}") from exc
+    if input_file is None:
+        sys.stdin.reconfigure(encoding="utf-8", errors="strict")
+    mode: SymbolMode = "tokens" if tokens else "chars"
+    with source:
+        sent = _run(produce_text(settings, source, topic=target, key=key, mode=mode, rate=rate))
+    typer.echo(f"produced {sent} messages to {target} key={key}", err=True)
+
+
+@app.command()
+def tail(
+    topic: Annotated[
+        str | None, typer.Option(help="Topic. Default: the output topic (DMM_TOPICS_OUTPUT).")
+    ] = None,
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Start at the oldest message, not new ones.")
+    ] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="Print message values as they are.")] = False,
+    max_messages: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many messages. Default: none.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(min=0.0, help="Stop after this many seconds. Default: none.")
+    ] = None,
+    bootstrap: Bootstrap = None,
+) -> None:
+    """Print a topic's messages as they arrive: outputs and dead letters pretty-printed."""
+    settings = _run_settings(kafka__bootstrap=bootstrap)
+    sys.stdout.reconfigure(encoding="utf-8")
+    _run(
+        tail_topic(
+            settings, topic or settings.topics.output, sys.stdout,
+            from_beginning=from_beginning, raw=raw, max_messages=max_messages, timeout_s=timeout,
+        )
+    )  # fmt: skip
+
+
+def _run_dir(run_dir: Path | None, settings: Settings) -> Path:
+    return run_dir.expanduser() if run_dir else settings.cache_dir / "kafka-run"
+
+
+@kafka_app.command("start")
+def kafka_start(run_dir: RunDir = None, cache_dir: CacheDir = None) -> None:
+    """Start the local broker (or find it running); the last line is bootstrap=HOST:PORT."""
+    settings = _run_settings(cache_dir=cache_dir)
+    with _exit_on_errors():
+        info = kafka_local.start(_run_dir(run_dir, settings), settings.cache_dir)
+    typer.echo(f"pid={info.pid}\nrun_dir={info.run_dir}\nlog={info.log_file}")
+    typer.echo(f"bootstrap={info.bootstrap}")
+
+
+@kafka_app.command("stop")
+def kafka_stop(run_dir: RunDir = None, cache_dir: CacheDir = None) -> None:
+    """Stop the local broker (its data is kept for the next start)."""
+    settings = _run_settings(cache_dir=cache_dir)
+    with _exit_on_errors():
+        stopped = kafka_local.stop(_run_dir(run_dir, settings))
+    typer.echo("stopped" if stopped else "not running")
+
+
+@kafka_app.command("status")
+def kafka_status(run_dir: RunDir = None, cache_dir: CacheDir = None) -> None:
+    """Print bootstrap=HOST:PORT of the running local broker; exit 1 if none runs."""
+    settings = _run_settings(cache_dir=cache_dir)
+    with _exit_on_errors():
+        info = kafka_local.status(_run_dir(run_dir, settings))
+    if info is None:
+        typer.echo("not running")
+        raise typer.Exit(EXIT_NOT_RUNNING)
+    typer.echo(f"pid={info.pid}\nrun_dir={info.run_dir}\nbootstrap={info.bootstrap}")
+
+
 def main() -> None:
     """Console-script entry point."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)  # its INFO is per-rebalance chatter
     app()
 
 
