@@ -198,3 +198,33 @@ def validate(network: Network, registry: NeuronRegistry) -> None:
     checker.run()
     if checker.problems:
         raise NetworkValidationError(network.name, checker.problems)
+
+
+SELF = "self"
+"""The name `with_self` gives the Self neuron."""
+
+
+def with_self(network: Network, registry: NeuronRegistry) -> Network:
+    """`network` with a Self neuron holding its soft matrix (reference §2.1).
+
+    Adds neuron ``self`` (type ``self``) and the hard weight-1 loop ``self.accum ← self.single``
+    that makes it an accumulator, so W changes only through ``self.delta``. A network that
+    already has a Self neuron is returned unchanged.
+    """
+    if network.self_neuron(registry) is not None:
+        return network
+    if SELF in network.neurons:
+        raise NetworkValidationError(
+            network.name, [f"neurons.{SELF}: the name is taken by a neuron of another type"]
+        )
+    loop: VValue = {SELF: {"accum": {SELF: {"single": 1.0}}}}
+    return Network(
+        name=network.name,
+        neurons={**network.neurons, SELF: "self"},
+        matrix=network.matrix,
+        fixed={**network.fixed, **loop},
+        outputs=network.outputs,
+        input=network.input,
+        cycles_per_message=network.cycles_per_message,
+        metadata=network.metadata,
+    )

@@ -10,13 +10,14 @@ Snapshot format: ``{"cycle": n, "outputs": {neuron: {field: V-value JSON}}}``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from dmm_engine import interpreter, vvalue
 from dmm_engine.drivers import step_message
 from dmm_engine.errors import DmmError
-from dmm_engine.network import Network
+from dmm_engine.network import Network, validate
 from dmm_engine.neurons import NeuronRegistry
 from dmm_engine.vvalue import VValue
 
@@ -52,12 +53,31 @@ class StreamMachines(Protocol):
         """The streams that currently have a state."""
         ...
 
+    def matrix(self) -> VValue:
+        """The soft matrix W every stream runs on now (Self's output)."""
+        ...
 
-def snapshot_of(state: interpreter.State) -> Snapshot:
-    """The engine-independent snapshot of an interpreter state."""
+    def apply_delta(self, delta: VValue, neurons: Mapping[str, str] | None = None) -> None:
+        """From the next message of every stream on, W := W + delta (zero links dropped).
+
+        `neurons` declares the neurons (name → type) the delta brings in. Between two messages
+        this equals a delta emitted into Self at the up movement of the previous message's
+        second-to-last cycle (reference §2.1, t+2). All or nothing: a delta that makes the
+        network invalid raises and changes nothing.
+        """
+        ...
+
+
+def snapshot_of(state: interpreter.State, shared: str | None = None) -> Snapshot:
+    """The engine-independent snapshot of an interpreter state.
+
+    Args:
+        shared: the Self neuron, whose output (W) is shared by all streams and not saved.
+    """
     outputs = {
         neuron: {name: vvalue.to_jsonable(v) for name, v in fields.items()}
         for neuron, fields in state.outputs.items()
+        if neuron != shared
     }
     return {"cycle": state.cycle, "outputs": outputs}
 
@@ -79,29 +99,32 @@ def state_of(snapshot: Snapshot) -> interpreter.State:
 
 
 class InterpreterMachines:
-    """`StreamMachines` on the reference interpreter: one `State` per stream."""
+    """`StreamMachines` on the reference interpreter: one `State` per stream, one shared W."""
 
     def __init__(self, network: Network, registry: NeuronRegistry) -> None:
         self.network = network
         self.registry = registry
+        self._self = network.self_neuron(registry)
         self._states: dict[str, interpreter.State] = {}
+
+    def _state(self, stream: str) -> interpreter.State:
+        state = self._states.get(stream) or interpreter.initial_state(self.network, self.registry)
+        if self._self is not None:  # every stream runs on the one shared W
+            state.outputs[self._self] = {"single": self.network.matrix}
+        return state
 
     def step(self, batch: Sequence[tuple[str, VValue]]) -> list[dict[str, VValue]]:
         if len({stream for stream, _ in batch}) != len(batch):
             raise DmmError("step: a stream may appear only once per batch (one message per tick)")
         results = []
         for stream, value in batch:
-            state = self._states.get(stream) or interpreter.initial_state(
-                self.network, self.registry
-            )
-            state = step_message(self.network, self.registry, state, value)
+            state = step_message(self.network, self.registry, self._state(stream), value)
             self._states[stream] = state
             results.append(interpreter.read_outputs(self.network, state))
         return results
 
     def snapshot(self, stream: str) -> Snapshot:
-        state = self._states.get(stream) or interpreter.initial_state(self.network, self.registry)
-        return snapshot_of(state)
+        return snapshot_of(self._state(stream), self._self)
 
     def restore(self, stream: str, snapshot: Snapshot) -> None:
         self._states[stream] = state_of(snapshot)
@@ -111,3 +134,14 @@ class InterpreterMachines:
 
     def streams(self) -> list[str]:
         return sorted(self._states)
+
+    def matrix(self) -> VValue:
+        return self.network.matrix
+
+    def apply_delta(self, delta: VValue, neurons: Mapping[str, str] | None = None) -> None:
+        matrix = vvalue.purge_zeros(vvalue.add(self.network.matrix, delta))
+        network = dataclasses.replace(
+            self.network, neurons={**self.network.neurons, **(neurons or {})}, matrix=matrix
+        )
+        validate(network, self.registry)
+        self.network = network

@@ -14,6 +14,8 @@ the active part and the tensors are re-laid out, keeping the state of every surv
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -118,8 +120,36 @@ class CompiledEngine:
         self._constants: dict[tuple[object, ...], Tensor] = {}
         self.install(network.matrix)
 
-    def install(self, matrix: VValue) -> None:
-        """Lay out the network for soft matrix `matrix` (the initial W, or W after a delta)."""
+    def install(self, matrix: VValue, network: Network | None = None) -> None:
+        """Lay out the network for soft matrix `matrix` (the initial W, or W after a delta).
+
+        All or nothing: if the new matrix cannot be compiled (`CompileError`), the engine keeps
+        running the previous one unchanged.
+
+        Args:
+            network: a new declaration of the network (e.g. with neurons an update brings in).
+        """
+        saved = dict(self.__dict__)
+        try:
+            self.network = dataclasses.replace(network or self.network, matrix=matrix)
+            self._install(matrix)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    def apply_delta(self, delta: VValue, neurons: Mapping[str, str] | None = None) -> None:
+        """W := W + delta now, zero links dropped; `neurons` are declared first.
+
+        This is Self's up movement for a delta emitted at the previous up movement; between
+        two messages it makes the next message run wholly on the new W (reference §2.1).
+        """
+        network = dataclasses.replace(
+            self.network, neurons={**self.network.neurons, **(neurons or {})}
+        )
+        self.install(vvalue.purge_zeros(vvalue.add(self.matrix, delta)), network)
+
+    def _install(self, matrix: VValue) -> None:
         all_links = [*links(matrix), *links(self.network.fixed)]
         self._check_self_links(all_links)
         own = [link for link in all_links if self.self_name not in (link[0], link[2])]

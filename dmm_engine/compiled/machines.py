@@ -7,14 +7,15 @@ dropped streams are reset and reused; the row capacity doubles as streams arrive
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 
 import torch
 
 from dmm_engine import vvalue
 from dmm_engine.compiled.engine import BatchState, CompiledEngine, step_message
 from dmm_engine.errors import DmmError
-from dmm_engine.network import Network
+from dmm_engine.network import Network, validate
 from dmm_engine.neurons import NeuronRegistry
 from dmm_engine.streams import Snapshot
 from dmm_engine.vvalue import VValue
@@ -141,6 +142,17 @@ class CompiledMachines:
 
     def streams(self) -> list[str]:
         return sorted(self._rows)
+
+    def matrix(self) -> VValue:
+        return self.engine.matrix
+
+    def apply_delta(self, delta: VValue, neurons: Mapping[str, str] | None = None) -> None:
+        matrix = vvalue.purge_zeros(vvalue.add(self.engine.matrix, delta))
+        declared = {**self.engine.network.neurons, **(neurons or {})}
+        candidate = dataclasses.replace(self.engine.network, neurons=declared, matrix=matrix)
+        validate(candidate, self.engine.registry)  # a clear message before any compiling
+        self.engine.apply_delta(delta, neurons)
+        self.network = self.engine.network
 
     def state_bytes(self) -> int:
         """Bytes of the state tensor (all rows, used or free)."""
