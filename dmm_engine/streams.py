@@ -98,6 +98,24 @@ def state_of(snapshot: Snapshot) -> interpreter.State:
     return interpreter.State({}, outputs, cycle)
 
 
+def updated_network(
+    network: Network,
+    registry: NeuronRegistry,
+    delta: VValue,
+    neurons: Mapping[str, str] | None = None,
+) -> Network:
+    """`network` with W + delta (zero links dropped) and `neurons` declared, validated.
+
+    Raises:
+        NetworkValidationError: the result is not a valid network (nothing is changed).
+    """
+    matrix = vvalue.purge_zeros(vvalue.add(network.matrix, delta))
+    declared = {**network.neurons, **(neurons or {})}
+    result = dataclasses.replace(network, neurons=declared, matrix=matrix)
+    validate(result, registry)
+    return result
+
+
 class InterpreterMachines:
     """`StreamMachines` on the reference interpreter: one `State` per stream, one shared W."""
 
@@ -139,9 +157,4 @@ class InterpreterMachines:
         return self.network.matrix
 
     def apply_delta(self, delta: VValue, neurons: Mapping[str, str] | None = None) -> None:
-        matrix = vvalue.purge_zeros(vvalue.add(self.network.matrix, delta))
-        network = dataclasses.replace(
-            self.network, neurons={**self.network.neurons, **(neurons or {})}, matrix=matrix
-        )
-        validate(network, self.registry)
-        self.network = network
+        self.network = updated_network(self.network, self.registry, delta, neurons)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TypeAlias, Union
 
 from dmm_engine.errors import VValueError
@@ -95,21 +95,30 @@ def _accumulate(out: VValue, c: float, v: VValue) -> None:
             out[key] = (0.0 if have is None else have) + c * float(x)
 
 
-def mult_mask(mask: VValue, v: VValue) -> VValue:
-    """Generalised element-wise product, traversing the mask (``rec-map-mult-mask``)."""
-    out: VValue = {}
+def _masked(
+    mask: VValue, v: VValue, recurse: Callable[[VValue, VValue], Leaf]
+) -> Iterator[tuple[str, Leaf]]:
+    """Per key present on both sides: mask ⊙ value (reference §1.3 table, mixed cases).
+
+    dict ⊙ dict recurses with `recurse`; a mask number scales a value subtree; a mask dict
+    against a value number gives nothing.
+    """
     for key, m in mask.items():
         if key not in v:
             continue
         x = v[key]
         if isinstance(m, dict):
             if isinstance(x, dict):
-                out[key] = mult_mask(m, x)
+                yield key, recurse(m, x)
         elif isinstance(x, dict):
-            out[key] = scale(m, x)
+            yield key, scale(m, x)
         else:
-            out[key] = float(m) * float(x)
-    return out
+            yield key, float(m) * float(x)
+
+
+def mult_mask(mask: VValue, v: VValue) -> VValue:
+    """Generalised element-wise product, traversing the mask (``rec-map-mult-mask``)."""
+    return dict(_masked(mask, v, mult_mask))
 
 
 def lin_comb(mask: VValue, v: VValue) -> VValue:
@@ -119,17 +128,8 @@ def lin_comb(mask: VValue, v: VValue) -> VValue:
     neuron outputs it is the linear combination the down movement computes.
     """
     out: VValue = {}
-    for key, m in mask.items():
-        if key not in v:
-            continue
-        x = v[key]
-        if isinstance(m, dict):
-            if isinstance(x, dict):
-                out = add(out, lin_comb(m, x))
-        elif isinstance(x, dict):
-            out = add(out, scale(m, x))
-        else:
-            out = add(out, number(float(m) * float(x)))
+    for _, term in _masked(mask, v, lin_comb):
+        out = add(out, _as_dict(term))
     return out
 
 

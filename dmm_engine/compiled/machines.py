@@ -7,7 +7,6 @@ dropped streams are reset and reused; the row capacity doubles as streams arrive
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -15,9 +14,9 @@ import torch
 from dmm_engine import vvalue
 from dmm_engine.compiled.engine import BatchState, CompiledEngine, step_message
 from dmm_engine.errors import DmmError
-from dmm_engine.network import Network, validate
+from dmm_engine.network import Network
 from dmm_engine.neurons import NeuronRegistry
-from dmm_engine.streams import Snapshot
+from dmm_engine.streams import Snapshot, updated_network
 from dmm_engine.vvalue import VValue
 
 
@@ -147,10 +146,8 @@ class CompiledMachines:
         return self.engine.matrix
 
     def apply_delta(self, delta: VValue, neurons: Mapping[str, str] | None = None) -> None:
-        matrix = vvalue.purge_zeros(vvalue.add(self.engine.matrix, delta))
-        declared = {**self.engine.network.neurons, **(neurons or {})}
-        candidate = dataclasses.replace(self.engine.network, neurons=declared, matrix=matrix)
-        validate(candidate, self.engine.registry)  # a clear message before any compiling
+        # validating first gives path-named errors before anything is compiled
+        updated_network(self.engine.network, self.engine.registry, delta, neurons)
         self.engine.apply_delta(delta, neurons)
         self.network = self.engine.network
 
