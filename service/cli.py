@@ -13,12 +13,14 @@ from typing import Annotated, Any, TypeVar
 import typer
 from aiokafka.errors import KafkaError
 
-from dmm_engine import DmmError, default_registry, zoo
+from dmm_engine import DmmError, count_links, default_registry, zoo
 from dmm_engine.drivers import SymbolMode
 from dmm_engine.engines import EngineName
-from service import embedded, kafka_local
+from service import cli_train, embedded, kafka_local
+from service.control import encode_update
 from service.errors import ServiceError
 from service.produce import produce_text
+from service.publish import describe_ack, rollback, swap_status, swap_to_model
 from service.settings import Settings, load_settings
 from service.tail import tail as tail_topic
 from service.worker import run_worker
@@ -103,6 +105,8 @@ FLAGS = {
     "topics.output": "--output-topic",
     "topics.state": "--state-topic",
     "topics.dlq": "--dlq-topic",
+    "topics.control": "--control-topic",
+    "topics.control_acks": "--acks-topic",
     "worker.group": "--group",
     "worker.id": "--worker-id",
     "worker.model": "--model",
@@ -204,7 +208,8 @@ def worker(
         f"worker: messages={report.messages} applied={report.applied} "
         f"skipped={report.skipped} dead_letters={report.dead_letters} "
         f"batches={report.batches} seconds={report.elapsed_s:.2f} "
-        f"msgs_per_s={report.messages_per_s:.0f}"
+        f"msgs_per_s={report.messages_per_s:.0f} model_version={report.model_version} "
+        f"updates_applied={report.updates_applied} updates_rejected={report.updates_rejected}"
     )
 
 
@@ -274,6 +279,68 @@ def tail(
     )  # fmt: skip
 
 
+@app.command()
+def swap(
+    model: Annotated[
+        str | None,
+        typer.Option(help="Publish this zoo model's or model file's matrix as the next version."),
+    ] = None,
+    rollback_to: Annotated[
+        int | None,
+        typer.Option(
+            "--rollback", min=1, help="Republish the matrix of this version as the next version."
+        ),
+    ] = None,
+    status: Annotated[
+        bool, typer.Option("--status", help="Show the latest ack of every worker.")
+    ] = False,
+    worker_model: Annotated[
+        str | None,
+        typer.Option(
+            help="The model the workers run (names the updates; its matrix is the first "
+            "version). Default: DMM_WORKER_MODEL or duplicate-detector."
+        ),
+    ] = None,
+    bootstrap: Bootstrap = None,
+    control_topic: Annotated[str | None, typer.Option(help="Default: dmm.control.")] = None,
+    acks_topic: Annotated[str | None, typer.Option(help="Default: dmm.control.acks.")] = None,
+) -> None:
+    """Hot-swap the workers' matrix through Self: publish a new version, roll back, or show acks.
+
+    The update is signed when DMM_CONTROL_SIGNING_KEY is set; it is printed as sent.
+    """
+    if sum((model is not None, rollback_to is not None, status)) != 1:
+        raise _fail("give exactly one of --model FILE, --rollback VERSION, --status")
+    settings = _run_settings(
+        kafka__bootstrap=bootstrap, worker__model=worker_model, topics__control=control_topic,
+        topics__control_acks=acks_topic,
+    )  # fmt: skip
+    registry = default_registry()
+    if model is not None:
+        with _exit_on_errors():
+            source = zoo.resolve(model, registry)
+        update, notes = _run(swap_to_model(settings, source, registry))
+        for note in notes:
+            typer.echo(f"dmm: note: {note}", err=True)
+    elif rollback_to is not None:
+        update = _run(rollback(settings, rollback_to, registry))
+    else:
+        acks = _run(swap_status(settings, registry))
+        for ack in acks.values():
+            typer.echo(describe_ack(ack))
+        if not acks:
+            typer.echo(f"no acks on {settings.topics.control_acks} yet", err=True)
+        return
+    sys.stdout.reconfigure(encoding="utf-8")
+    typer.echo(encode_update(update).decode("utf-8"))
+    signed = "signed" if update.signature else "unsigned"
+    typer.echo(
+        f"published {update.model} v{update.version} ({update.kind}, "
+        f"{count_links(update.change)} links, {signed}) to {settings.topics.control}",
+        err=True,
+    )
+
+
 def _run_dir(run_dir: Path | None, settings: Settings) -> Path:
     return run_dir.expanduser() if run_dir else settings.cache_dir / "kafka-run"
 
@@ -307,6 +374,11 @@ def kafka_status(run_dir: RunDir = None, cache_dir: CacheDir = None) -> None:
         typer.echo("not running")
         raise typer.Exit(EXIT_NOT_RUNNING)
     typer.echo(f"pid={info.pid}\nrun_dir={info.run_dir}\nbootstrap={info.bootstrap}")
+
+
+app.command("synth")(cli_train.synth_command)
+app.command("eval")(cli_train.eval_command)
+app.command("show")(cli_train.show_command)
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 
 class ServiceError(Exception):
@@ -105,3 +105,41 @@ BAD_INPUT_ERRORS: tuple[type[BadInputError], ...] = (
     BadValueError,
 )
 """Every class of bad input, in the order the codec checks for them."""
+
+
+RejectReason = Literal[
+    "malformed-json",
+    "bad-schema",
+    "missing-signature",
+    "bad-signature",
+    "unknown-neuron-type",
+    "neuron-type-change",
+    "unknown-neuron",
+    "unknown-field",
+    "type-incorrect-link",
+    "non-finite-weight",
+    "weight-too-large",
+    "too-many-links",
+    "stale-version",
+    "wrong-base-version",
+    "invalid-network",
+]
+"""Why a model update was rejected: the first word of its ack's ``reason``."""
+
+
+class UpdateRejected(ServiceError):
+    """A model update on ``dmm.control`` breaks a rule; the worker acks it as rejected.
+
+    Attributes:
+        reason: the rule it broke (`RejectReason`).
+        detail: what exactly, naming the field or matrix path.
+    """
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        self.reason: RejectReason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+class SwapError(ServiceError):
+    """`dmm swap` cannot do what was asked (e.g. the version to roll back to is unknown)."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from dmm_engine import Network, NeuronRegistry, zoo
 from dmm_engine.engines import make_machines
 from dmm_engine.streams import StreamMachines
@@ -30,6 +28,8 @@ def build_machines(
     worker process owns it, not the engine library.
     """
     if settings.worker.engine == "compiled":
+        import torch  # only the compiled engine needs it; `dmm swap` and friends start faster
+
         torch.set_num_threads(settings.worker.engine_threads)
     return make_machines(network, registry, settings.worker.engine)
 

@@ -1,7 +1,7 @@
 """The service's one settings object, read from ``DMM_*`` environment variables and CLI flags.
 
 Variables are ``DMM_<GROUP>_<FIELD>`` in upper case: the group is one of ``kafka``, ``topics``,
-``worker``, ``limits``, ``metrics`` and the field keeps its underscores
+``worker``, ``limits``, ``control``, ``metrics`` and the field keeps its underscores
 (``DMM_WORKER_BATCH_MAX_RECORDS``). ``DMM_CACHE_DIR`` has no group. This is the only module
 that reads the environment; everything else gets a `Settings` passed in. CLI flags override
 the environment (`load_settings`). ``python -m service.settings`` prints the README table.
@@ -144,6 +144,33 @@ class LimitSettings(_Group):
     )
 
 
+class ControlSettings(_Group):
+    """Hot swap: how model updates on ``dmm.control`` are authenticated and bounded."""
+
+    signing_key: SecretStr | None = Field(
+        None,
+        description="HMAC-SHA256 key of model updates (secret: masked in logs). When set, "
+        "workers reject unsigned or wrongly signed updates and `dmm swap` signs.",
+    )
+    max_abs_weight: float = Field(
+        100.0, gt=0.0, description="Largest absolute link weight a swapped-in matrix may hold."
+    )
+    max_soft_links: int = Field(
+        10000, ge=1, description="Most soft links a swapped-in matrix may hold."
+    )
+
+    @field_validator("signing_key")
+    @classmethod
+    def _key_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            raise ValueError("must not be empty (unset it to accept unsigned updates)")
+        return value
+
+    def key_bytes(self) -> bytes | None:
+        """The signing key as UTF-8 bytes, or None when updates are not signed."""
+        return self.signing_key.get_secret_value().encode("utf-8") if self.signing_key else None
+
+
 class MetricsSettings(_Group):
     """Prometheus endpoint (declared; served by the metrics module)."""
 
@@ -170,6 +197,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     worker: WorkerSettings = WorkerSettings()
     limits: LimitSettings = LimitSettings()
+    control: ControlSettings = ControlSettings()
     metrics: MetricsSettings = MetricsSettings()
     cache_dir: Path = Field(
         Path("~/.cache/dmm-stream"),

@@ -7,6 +7,7 @@ same partition count (a stream's state lives in the partition number of its inpu
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,14 +71,36 @@ async def ensure_topics(settings: Settings, extra: Sequence[str] = ()) -> dict[s
             raise TopicError(f"topics missing: {names}; create them or set DMM_TOPICS_CREATE=true")
         if missing:
             await _create(admin, missing, settings.topics.replication_factor)
-        # describe only existing topics: a metadata request for an unknown topic may create it
-        described = await admin.describe_topics([spec.name for spec in specs])
-        counts = {str(d["topic"]): len(d["partitions"]) for d in described}
+        counts = await _partition_counts(admin, specs)
         _check_copartitioned(settings, counts)
         await _check_compacted(admin, settings.topics.state)
     finally:
         await admin.close()
     return counts
+
+
+CREATE_WAIT_S = 30.0
+
+
+async def _partition_counts(
+    admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec]
+) -> dict[str, int]:
+    """Partition counts, waiting until a just-created topic reports its partitions.
+
+    Describes only topics that exist (a metadata request for an unknown topic may create it).
+    """
+    deadline = asyncio.get_running_loop().time() + CREATE_WAIT_S
+    while True:
+        described = await admin.describe_topics([spec.name for spec in specs])
+        counts = {str(d["topic"]): len(d["partitions"]) for d in described}
+        if all(counts.get(spec.name, 0) > 0 for spec in specs):
+            return counts
+        if asyncio.get_running_loop().time() > deadline:
+            empty = ", ".join(s.name for s in specs if counts.get(s.name, 0) == 0)
+            raise TopicError(
+                f"topics still without partitions after {CREATE_WAIT_S:.0f} s: {empty}"
+            )
+        await asyncio.sleep(0.1)
 
 
 async def _create(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec], replication: int) -> None:

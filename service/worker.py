@@ -9,15 +9,24 @@ messages and the offsets go into one Kafka transaction.
 State is restored for newly assigned partitions inside the rebalance listener, before any
 of their records is processed; a lock makes a rebalance wait for the batch in flight, so a
 partition's state is complete in the changelog before another worker can read it.
+
+The network always runs with a Self neuron (`dmm_engine.network.with_self`), so its soft
+matrix W is Self's output. Model updates from ``dmm.control`` reach the hot path only through
+`service.controller.Controller`: the history is replayed before the first batch, and new
+updates are applied between two batches — a message boundary shared by every stream — so
+each output's ``model_version`` is the version its whole message ran on. The module
+docstring of `service.controller` relates that boundary to the t+2 rule.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import (
@@ -28,19 +37,26 @@ from aiokafka.errors import (
 )
 
 from dmm_engine import default_registry
+from dmm_engine.network import with_self
 from dmm_engine.streams import StreamMachines
 from service.batch import BatchResult, OutgoingMessage, process_batch, to_messages
 from service.clients import Isolation, make_consumer, make_producer
+from service.controller import Controller
 from service.errors import BrokerUnavailableError
 from service.machines import build_machines, load_network, model_version_of
 from service.settings import Settings
 from service.shutdown import stop_on_signals
 from service.state import StreamState, read_changelog
+from service.swap import SwapRules
 from service.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 2.0
+POSITION_TIMEOUT_S = 5.0
+
+Batch = dict[TopicPartition, list[Any]]
+"""What `AIOKafkaConsumer.getmany` returns: records per partition, in offset order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +70,9 @@ class WorkerReport:
         dead_letters: records sent to the DLQ.
         batches: batches delivered.
         elapsed_s: wall time from the first fetch to the end.
+        model_version: the version running at the end.
+        updates_applied: model updates applied (the replayed history included).
+        updates_rejected: model updates rejected (the replayed history included).
     """
 
     messages: int
@@ -62,6 +81,9 @@ class WorkerReport:
     dead_letters: int
     batches: int
     elapsed_s: float
+    model_version: int = 1
+    updates_applied: int = 0
+    updates_rejected: int = 0
 
     @property
     def messages_per_s(self) -> float:
@@ -99,12 +121,14 @@ async def run_worker(
         >>> report = asyncio.run(run_worker(load_settings(), max_messages=1000, timeout_s=60))
     """
     registry = default_registry()
-    network = load_network(settings, registry)
+    network = with_self(load_network(settings, registry), registry)
     machines = build_machines(settings, network, registry)
     logger.info("starting worker with settings %s", settings.model_dump_json())
-    await ensure_topics(settings)
+    partitions = await ensure_topics(settings)
     stop = stop or asyncio.Event()
-    worker = _Worker(settings, machines, model_version_of(network))
+    rules = SwapRules(network.name, worker_id_of(settings), registry, settings.control)
+    controller = Controller(settings, rules, model_version_of(network), partitions)
+    worker = _Worker(settings, machines, controller)
     with stop_on_signals(stop, handle_signals):
         await worker.start()
         try:
@@ -113,18 +137,26 @@ async def run_worker(
             await worker.close()
 
 
+def worker_id_of(settings: Settings) -> str:
+    """``DMM_WORKER_ID``, else the host name (a pod name in Kubernetes)."""
+    return settings.worker.id or socket.gethostname()
+
+
 class _Worker(ConsumerRebalanceListener):  # type: ignore[misc]
     """One worker's clients, machines and per-stream states."""
 
-    def __init__(self, settings: Settings, machines: StreamMachines, model_version: int) -> None:
+    def __init__(
+        self, settings: Settings, machines: StreamMachines, controller: Controller
+    ) -> None:
         self.settings = settings
         self.machines = machines
-        self.model_version = model_version
+        self.controller = controller
         self.states: dict[str, StreamState] = {}
         self.owned: set[int] = set()
         self.lock = asyncio.Lock()
         self.failure: BaseException | None = None
-        worker_id = settings.worker.id or socket.gethostname()
+        self.control_behind = False
+        worker_id = worker_id_of(settings)
         transactional_id = f"{settings.worker.group}-{worker_id}" if settings.exactly_once else None
         isolation: Isolation = "read_committed" if settings.exactly_once else "read_uncommitted"
         self.producer = make_producer(settings, transactional_id=transactional_id)
@@ -137,12 +169,17 @@ class _Worker(ConsumerRebalanceListener):  # type: ignore[misc]
     async def start(self) -> None:
         await self.producer.start()
         await self.restorer.start()
+        await self.controller.start()
+        async with self.lock:
+            await self.controller.replay(self.machines)
         await self.consumer.start()
         self.consumer.subscribe([self.settings.topics.input], listener=self)
 
     async def close(self) -> None:
-        for client in (self.consumer, self.restorer, self.producer):
+        for client in (self.consumer, self.restorer):
             await client.stop()
+        await self.controller.close()
+        await self.producer.stop()
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:  # waits for the batch in flight to be delivered
@@ -172,6 +209,7 @@ class _Worker(ConsumerRebalanceListener):  # type: ignore[misc]
                 self.failure = exc
                 return
             self.owned |= partitions
+            self.control_behind = True  # catch up before the first batch of these partitions
             logger.info(
                 "restored state streams=%d partitions=%s in %.2fs",
                 len(restored), sorted(partitions), time.monotonic() - started,
@@ -195,11 +233,50 @@ class _Worker(ConsumerRebalanceListener):  # type: ignore[misc]
             batch = await self.consumer.getmany(
                 timeout_ms=self.settings.worker.fetch_timeout_ms, max_records=limit
             )
+            await self._control(batch)
             if batch:
                 await self._handle(batch)
-        return WorkerReport(**self.counts, elapsed_s=time.monotonic() - started)
+        return WorkerReport(
+            **self.counts,
+            elapsed_s=time.monotonic() - started,
+            model_version=self.controller.version,
+            updates_applied=self.controller.applied,
+            updates_rejected=self.controller.rejected,
+        )
 
-    async def _handle(self, batch: dict[TopicPartition, list[object]]) -> None:
+    async def _control(self, batch: Batch) -> None:
+        """Apply the model updates that arrived, at the boundary before `batch`.
+
+        After a rebalance (which may happen inside the fetch of `batch`) the control topic is
+        first read up to its end, so this worker is not behind the one that had the partitions.
+        """
+        async with self.lock:
+            drain, self.control_behind = self.control_behind, False
+            boundary = functools.partial(self._boundary, batch)
+            await self.controller.poll(self.machines, boundary, drain=drain)
+
+    async def _boundary(self, batch: Batch) -> dict[int, int]:
+        """Input partition → the next offset to process, for every partition this worker owns.
+
+        That is the first offset of `batch` (fetched, not yet handled) where it has records of
+        the partition, else the consumer's position (everything before it was handled).
+        """
+        firsts = {tp.partition: records[0].offset for tp, records in batch.items() if records}
+        offsets = {}
+        for tp in self.consumer.assignment():
+            if tp.partition not in self.owned:
+                continue
+            if tp.partition in firsts:
+                offsets[tp.partition] = firsts[tp.partition]
+                continue
+            try:
+                position = self.consumer.position(tp)
+                offsets[tp.partition] = await asyncio.wait_for(position, POSITION_TIMEOUT_S)
+            except (IllegalStateError, KafkaError, TimeoutError) as exc:
+                logger.warning("no position for the swap boundary partition=%s error=%r", tp, exc)
+        return offsets
+
+    async def _handle(self, batch: Batch) -> None:
         async with self.lock:
             records = [r for tp, rs in batch.items() if tp.partition in self.owned for r in rs]
             if not records:  # fetched before a rebalance took the partitions away
@@ -207,9 +284,9 @@ class _Worker(ConsumerRebalanceListener):  # type: ignore[misc]
             result = process_batch(
                 self.machines,
                 self.states,
-                records,  # type: ignore[arg-type]
+                records,
                 limits=self.settings.limits,
-                model_version=self.model_version,
+                model_version=self.controller.version,
             )
             self.states.update(result.states)
             await self._deliver(result)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 from hypothesis import HealthCheck, settings
 
 from dmm_engine import NeuronRegistry, default_registry
@@ -18,6 +19,12 @@ settings.register_profile(
 )
 settings.register_profile("dev", deadline=None, max_examples=300)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> None:
+    # Two threads on two shared cores thrash in OpenMP barriers (30x slower under load).
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

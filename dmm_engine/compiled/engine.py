@@ -198,6 +198,8 @@ class CompiledEngine:
         """
         aliases = {}
         for group in self.layout.groups:
+            if not group.form.output_kinds:
+                continue  # readout inputs are numbered in their own space
             n = len(group.neurons)
             for kind, start in zip(group.form.input_kinds, group.input_starts, strict=True):
                 if kind != "dict" or start >= blocks.dd.shape[0]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+
 from dmm_engine.network import Link, Network
 from dmm_engine.vvalue import VValue
 
@@ -120,3 +122,23 @@ def ff3(
             "types": list(types),
         },
     )
+
+
+def random_matrix(
+    seed: int,
+    *,
+    scale: float = 0.01,
+    n_layers: int = 5,
+    n_per_layer: int = 2,
+    types: Sequence[str] = FF3_TYPES,
+) -> VValue:
+    """A soft matrix over the full template with weights ``scale · N(0, 1)``, in loop order.
+
+    The seed used ``0.01·randn`` from Julia's ``Random.seed!(123)``, whose stream Python
+    cannot reproduce (reference §5.1): use ``zoo.matrix("ff3-initial")`` for the seed's exact
+    start, this for other architectures (e.g. compare-free) or other starts.
+    """
+    template = ff3_soft_links(n_layers, n_per_layer, types)
+    generator = torch.Generator().manual_seed(seed)
+    values = (scale * torch.randn(len(template), generator=generator, dtype=torch.float64)).tolist()
+    return matrix_from_links([(*link, w) for link, w in zip(template, values, strict=True)])

@@ -19,6 +19,8 @@ from dmm_engine.vvalue import VValue
 MODELS = {
     "duplicate-detector": "duplicate-detector.json",
     "duplicate-detector-tokens": "duplicate-detector-tokens.json",
+    "synthesized": "synthesized/synthesized.json",
+    "synthesized-general": "synthesized/synthesized-general.json",
 }
 MATRICES = {
     "ff3-initial": "data/ff3-initial-matrix.json",

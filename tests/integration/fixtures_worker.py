@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from pydantic import SecretStr
 
 from dmm_engine import default_registry, one_hot, run_messages, vvalue, zoo
 from service.codec import OutputRecord, decode_output
@@ -54,8 +55,10 @@ def unique_settings(bootstrap: str, **overrides: Any) -> Settings:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The ``DMM_*`` variables that make a subprocess see `settings` (plus this environment)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DMM_")}
-    for group in ("kafka", "topics", "worker"):
+    for group in ("kafka", "topics", "worker", "control"):
         for field, value in getattr(settings, group).model_dump().items():
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
             if value is not None:
                 env[f"DMM_{group}_{field}".upper()] = (
                     str(value).lower() if isinstance(value, bool) else str(value)

@@ -36,7 +36,8 @@ def test_message_driven_streams_match(net: Network, texts: list[str], data: st.D
     # streams join late: stream i sends its first message at round start[i]; ≥ 20 rounds = 200 cycles
     starts = [data.draw(st.integers(0, 10)) for _ in texts]
     rounds = max(20, max(s + len(t) for s, t in zip(starts, texts, strict=True)))
-    compiled, reference = CompiledMachines(net, REGISTRY), InterpreterMachines(net, REGISTRY)
+    compiled = CompiledMachines(net, REGISTRY, dtype=torch.float64)
+    reference = InterpreterMachines(net, REGISTRY)
     for r in range(rounds):
         batch = [
             (f"s{i}", one_hot(text[(r - start) % len(text)]))

@@ -161,3 +161,18 @@ def test_only_settings_reads_the_environment() -> None:
         and re.search(r"os\.environ|os\.getenv|getenv\(", path.read_text(encoding="utf-8"))
     ]
     assert readers == []
+
+
+def test_the_signing_key_is_a_masked_secret_and_may_not_be_empty(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().control.key_bytes() is None
+    monkeypatch.setenv("DMM_CONTROL_SIGNING_KEY", "s3cret-ключ")
+    monkeypatch.setenv("DMM_CONTROL_MAX_SOFT_LINKS", "64")
+    settings = load_settings()
+    assert settings.control.key_bytes() == "s3cret-ключ".encode()
+    assert settings.control.max_soft_links == 64
+    assert "s3cret" not in settings.model_dump_json() and "s3cret" not in repr(settings)
+    monkeypatch.setenv("DMM_CONTROL_SIGNING_KEY", "")
+    with pytest.raises(SettingsError, match=r'DMM_CONTROL_SIGNING_KEY="": must not be empty'):
+        load_settings()

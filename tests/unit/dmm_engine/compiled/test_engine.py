@@ -240,3 +240,26 @@ def test_step_message_emits_a_delta_so_the_whole_next_message_uses_it(
     assert float(out["right"][0, 0]) == 1.0  # this message: old W throughout
     state, out = step_message(engine, state, engine.dense_feed([one_hot(".")]))
     assert float(out["right"][0, 0]) == 4.0  # next message: new W from its first cycle (2 · 2)
+
+
+def test_readout_inputs_never_alias_main_inputs(registry: NeuronRegistry) -> None:
+    # regression (found by the equivalence property test): the output neuron's inputs are
+    # numbered in their own space and once shadowed the alias of a two-neuron norm block
+    net = Network(
+        "two-norms",
+        {"timer": "timer", "input": "input", "output": "output", "n0": "norm", "n1": "norm"},
+        {
+            "n0": {"dict": {"input": {"char": 1.0}}},
+            "n1": {"dict": {"input": {"char": 1.0}}},
+            "output": {"dict-1": {"input": {"char": 1.0}}},
+        },
+        {
+            "timer": {"timer": {"timer": {"timer": 1.0}}},
+            "input": {"timer": {"timer": {"timer": 1.0}}},
+        },
+        outputs={"probe": ("n0", "dict")},
+        input="input",
+    )
+    compiled, reference = CompiledMachines(net, registry), InterpreterMachines(net, registry)
+    for ch in "ab":
+        assert compiled.step([("s", one_hot(ch))]) == reference.step([("s", one_hot(ch))])
