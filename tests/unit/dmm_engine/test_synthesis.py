@@ -6,7 +6,6 @@ import dataclasses
 import itertools
 import json
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,14 +51,6 @@ from dmm_engine.synthesis.presets import (
 )
 from dmm_engine.synthesis.prune import reorder
 from dmm_engine.train import StepUnroll
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_link_counts_of_the_architectures(registry: NeuronRegistry) -> None:

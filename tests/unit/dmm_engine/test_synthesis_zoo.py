@@ -10,26 +10,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-
-import pytest
-import torch
 
 from dmm_engine import NeuronRegistry, count_links, load_model, zoo
 from dmm_engine.synthesis import evaluate
 from dmm_engine.synthesis.presets import GENERAL_HOLDOUT, GENERAL_SETS
 
 FOLDER = Path(str(resources.files("dmm_engine.zoo").joinpath("synthesized")))
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_the_default_synthesized_machine(registry: NeuronRegistry) -> None:

@@ -7,7 +7,6 @@ differences (`dmm_engine.gradcheck`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -39,15 +38,6 @@ from dmm_engine.train import (
 )
 
 TEST = ("test string.",)
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread is fastest, and a shared 2-core runner stays usable."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def sparse19() -> dict[str, object]:
