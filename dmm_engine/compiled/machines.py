@@ -68,7 +68,27 @@ class CompiledMachines:
             self._state = sub if every else self._scatter(sub, rows)
         for stream, _ in batch:
             self._cycles[stream] += self.network.cycles_per_message
-        return [self._outputs_of(outputs, b) for b in range(len(batch))]
+        # one .tolist() per output, then plain Python: per-element tensor reads are the
+        # worker's bottleneck otherwise
+        as_lists = {
+            name: (values.tolist(), self.engine.has_scalar_source(self.network.outputs[name]))
+            for name, values in outputs.items()
+        }
+        return [
+            {
+                name: self._row_vvalue(lists[b], present)
+                for name, (lists, present) in as_lists.items()
+            }
+            for b in range(len(batch))
+        ]
+
+    def _row_vvalue(self, row: list[float], scalar_present: bool = False) -> VValue:
+        """A ``[K]`` row (as a list) as a flat V-value; see `CompiledEngine.to_vvalue`."""
+        key = self.engine.keys.key
+        out: VValue = {key(column): x for column, x in enumerate(row) if x != 0.0}
+        if scalar_present and vvalue.NUMBER not in out:
+            out[vvalue.NUMBER] = 0.0
+        return out
 
     def _gather(self, rows: list[int]) -> BatchState:
         index = torch.tensor(rows, dtype=torch.long)
@@ -85,14 +105,6 @@ class CompiledMachines:
         state.dicts().index_copy_(1, index, sub.dicts())
         return state
 
-    def _outputs_of(self, outputs: dict[str, torch.Tensor], b: int) -> dict[str, VValue]:
-        return {
-            name: self.engine.to_vvalue(
-                values[b], self.engine.has_scalar_source(self.network.outputs[name])
-            )
-            for name, values in outputs.items()
-        }
-
     def snapshot(self, stream: str) -> Snapshot:
         if stream not in self._rows:
             return {"cycle": 0, "outputs": {}}
@@ -102,10 +114,8 @@ class CompiledMachines:
         scalars, dicts = self._state.scalars()[:, row], self._state.dicts()[:, row]
         for (neuron, field), x in zip(lay.scalar_outputs, scalars.tolist(), strict=True):
             outputs.setdefault(neuron, {})[field] = vvalue.to_jsonable(vvalue.number(x))
-        for (neuron, field), values in zip(lay.dict_outputs, dicts, strict=True):
-            outputs.setdefault(neuron, {})[field] = vvalue.to_jsonable(
-                self.engine.to_vvalue(values)
-            )
+        for (neuron, field), values in zip(lay.dict_outputs, dicts.tolist(), strict=True):
+            outputs.setdefault(neuron, {})[field] = vvalue.to_jsonable(self._row_vvalue(values))
         return {"cycle": self._cycles[stream], "outputs": outputs}
 
     def restore(self, stream: str, snapshot: Snapshot) -> None:
