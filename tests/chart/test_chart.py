@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from service.settings import load_settings, settings_rows
 
@@ -45,23 +46,8 @@ def _helm() -> str:
 
 
 def _yaml_documents(text: str) -> list[Manifest]:
-    """Parse a multi-document YAML stream: PyYAML here, else the tools venv's (it ships one)."""
-    try:
-        import yaml
-    except ImportError:
-        python = TOOLS / "venv" / "bin" / "python"
-        if not python.is_file():
-            pytest.skip(f"no PyYAML here nor in {python}: run .ci/install-tools")
-        script = (
-            "import json, sys, yaml; json.dump(list(yaml.safe_load_all(sys.stdin)), sys.stdout)"
-        )
-        done = subprocess.run(
-            [str(python), "-c", script], input=text, capture_output=True, text=True, check=True
-        )
-        documents = json.loads(done.stdout)
-    else:
-        documents = list(yaml.safe_load_all(text))
-    return [document for document in documents if document]
+    """Parse a multi-document YAML stream (empty documents dropped)."""
+    return [document for document in yaml.safe_load_all(text) if document]
 
 
 def _helm_template(*args: str) -> subprocess.CompletedProcess[str]:
