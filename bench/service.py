@@ -55,7 +55,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from service import kafka_local
 from service.clients import make_consumer, make_producer
 from service.codec import decode_output, encode_key
-from service.settings import Settings, env_name, load_settings
+from service.settings import Settings, environment_of, load_settings
 from service.topics import TopicSpec, ensure_topics, topic_specs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,6 +118,8 @@ class Run:
             "worker.batch_max_records": BATCH_MAX_RECORDS,
             "worker.linger_ms": LINGER_MS,
             "worker.fetch_timeout_ms": FETCH_TIMEOUT_MS,
+            "metrics.host": "127.0.0.1",
+            "metrics.port": 0,
         }
         for topic in ("input", "output", "state", "control", "control_acks", "dlq"):
             given[f"topics.{topic}"] = f"{name}-{topic.replace('_', '-')}"
@@ -381,11 +383,7 @@ async def faust_phase(run: Run, settings: Settings) -> dict[str, Any]:
 def worker_env(settings: Settings) -> dict[str, str]:
     """This environment without ``DMM_*``, plus the variables that make up `settings`."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("DMM_")}
-    for group in ("kafka", "topics", "worker"):
-        for field, value in getattr(settings, group).model_dump(exclude_none=True).items():
-            shown = str(value).lower() if isinstance(value, bool) else str(value)
-            env[env_name((group, field))] = shown
-    return env
+    return env | environment_of(settings)
 
 
 async def paced_produce(

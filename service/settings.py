@@ -1,7 +1,7 @@
 """The service's one settings object, read from ``DMM_*`` environment variables and CLI flags.
 
 Variables are ``DMM_<GROUP>_<FIELD>`` in upper case: the group is one of ``kafka``, ``topics``,
-``worker``, ``limits``, ``control``, ``metrics`` and the field keeps its underscores
+``worker``, ``limits``, ``control``, ``metrics``, ``trainer`` and the field keeps its underscores
 (``DMM_WORKER_BATCH_MAX_RECORDS``). ``DMM_CACHE_DIR`` has no group. This is the only module
 that reads the environment; everything else gets a `Settings` passed in. CLI flags override
 the environment (`load_settings`). ``python -m service.settings`` prints the README table.
@@ -31,6 +31,12 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _HOST_PORT = re.compile(r"^[^\s,:]+:[0-9]{1,5}$")
+
+
+def _topic_name(value: str) -> str:
+    if not _TOPIC_NAME.match(value) or value in (".", ".."):
+        raise ValueError("must be 1-249 characters from A-Z a-z 0-9 . _ - (a Kafka topic name)")
+    return value
 
 
 class _Group(BaseModel):
@@ -88,9 +94,7 @@ class TopicSettings(_Group):
     @field_validator("input", "output", "state", "control", "control_acks", "dlq")
     @classmethod
     def _legal_topic_name(cls, value: str) -> str:
-        if not _TOPIC_NAME.match(value) or value in (".", ".."):
-            raise ValueError("must be 1-249 characters from A-Z a-z 0-9 . _ - (a Kafka topic name)")
-        return value
+        return _topic_name(value)
 
 
 class WorkerSettings(_Group):
@@ -111,6 +115,12 @@ class WorkerSettings(_Group):
     engine: EngineName = Field(
         "compiled",
         description="compiled (batched torch engine) or interpreter (the slow reference).",
+    )
+    neuron_types: str | None = Field(
+        None,
+        description="Neuron types of your own, comma-separated `module:attribute`; each names "
+        "a NeuronType, a list of them, or a function that registers them on the registry "
+        "passed in (run them with DMM_WORKER_ENGINE=interpreter).",
     )
     engine_threads: int = Field(
         1, ge=1, description="torch threads of the compiled engine (1 leaves a core for Kafka I/O)."
@@ -172,14 +182,95 @@ class ControlSettings(_Group):
 
 
 class MetricsSettings(_Group):
-    """Prometheus endpoint (declared; served by the metrics module)."""
+    """The small HTTP port of the worker and the trainer: /metrics, /healthz, /readyz."""
 
+    enabled: bool = Field(True, description="Serve /metrics, /healthz and /readyz.")
+    host: str = Field(
+        "0.0.0.0",
+        min_length=1,
+        description="Address the metrics port binds: 0.0.0.0 in a pod, 127.0.0.1 for a "
+        "machine of your own.",
+    )
     port: int = Field(
         9400,
         ge=0,
         le=65535,
-        description="HTTP port of /metrics, /healthz, /readyz (declared; not served yet).",
+        description="HTTP port of /metrics, /healthz, /readyz; 0 picks a free port (logged).",
     )
+
+
+class TrainerSettings(_Group):
+    """The trainer sidecar: what it samples, how it fine-tunes, when it publishes."""
+
+    group: str = Field(
+        "dmm-trainer",
+        min_length=1,
+        description="Faust app id of the trainer: its consumer group on the input topic and "
+        "the leader election among its replicas (one active trainer per group).",
+    )
+    teacher: str = Field(
+        "duplicate-detector",
+        min_length=1,
+        description="Zoo model name or model file whose outputs the trainer fits (the "
+        "handcrafted machine for the duplicate detector).",
+    )
+    labels_topic: str | None = Field(
+        None,
+        description="Train against labels from this topic instead of the teacher: key = "
+        'stream id, value `{"offset": input offset, "outputs": {name: number}}`.',
+    )
+    interval_s: float = Field(
+        30.0, gt=0.0, description="Seconds between two training runs of the active trainer."
+    )
+    window_symbols: int = Field(
+        32, ge=2, description="Most recent symbols kept per sampled stream."
+    )
+    max_streams: int = Field(
+        2000, ge=2, description="Most streams kept; the least recently seen is dropped first."
+    )
+    min_streams: int = Field(
+        4, ge=2, description="Streams (training + held out) needed before a training run."
+    )
+    max_train_streams: int = Field(
+        64, ge=1, description="Most streams one run trains on (the most recently seen)."
+    )
+    holdout_fraction: float = Field(
+        0.25,
+        gt=0.0,
+        lt=1.0,
+        description="Share of streams held out for the gate, chosen by a stable hash of the "
+        "stream id.",
+    )
+    steps: int = Field(200, ge=1, description="Adam steps per training run.")
+    learning_rate: float = Field(0.01, gt=0.0, description="Adam learning rate of a run.")
+    l1: float = Field(0.0, ge=0.0, description="λ of the L1 penalty on the soft links.")
+    grad_mode: Literal["faithful", "full"] = Field(
+        "faithful",
+        description="faithful (accumulator memory detached, as the 2022 runs) or full (BPTT).",
+    )
+    margin: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Publish only a candidate whose held-out error is at most (1 − margin) × "
+        "the running matrix's.",
+    )
+    min_gain: float = Field(
+        1e-6,
+        ge=0.0,
+        description="... and at least this much lower (mean squared error per output value).",
+    )
+    session_timeout_ms: int = Field(
+        10000,
+        ge=1000,
+        description="Consumer group session timeout of the trainer, ms: how soon a standby "
+        "takes over from an active trainer that died.",
+    )
+
+    @field_validator("labels_topic")
+    @classmethod
+    def _legal_labels_topic(cls, value: str | None) -> str | None:
+        return None if value is None else _topic_name(value)
 
 
 class Settings(BaseSettings):
@@ -199,6 +290,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     control: ControlSettings = ControlSettings()
     metrics: MetricsSettings = MetricsSettings()
+    trainer: TrainerSettings = TrainerSettings()
     cache_dir: Path = Field(
         Path("~/.cache/dmm-stream"),
         description="Cache of the local broker's jars; `dmm kafka` keeps its run dir here.",
@@ -279,6 +371,29 @@ def _rule(error: Any) -> str:
         return rules[kind]
     message = str(error["msg"]).removeprefix("Value error, ")
     return message[:1].lower() + message[1:]
+
+
+def environment_of(settings: Settings) -> dict[str, str]:
+    """The ``DMM_*`` variables that rebuild `settings` in a child process (secrets in clear).
+
+    The inverse of `load_settings` for the commands that start other ``dmm`` processes
+    (`dmm demo`, tests, benchmarks); unset fields are left out, so their defaults apply.
+    """
+    variables = {}
+    for group in Settings.model_fields:
+        value = getattr(settings, group)
+        if isinstance(value, BaseModel):
+            fields = {(group, name): getattr(value, name) for name in type(value).model_fields}
+        else:
+            fields = {(group,): value}
+        for path, field_value in fields.items():
+            if field_value is None:
+                continue
+            if isinstance(field_value, SecretStr):
+                field_value = field_value.get_secret_value()
+            shown = str(field_value).lower() if isinstance(field_value, bool) else str(field_value)
+            variables[env_name(path)] = shown
+    return variables
 
 
 def settings_rows() -> list[tuple[str, str, str]]:

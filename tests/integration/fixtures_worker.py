@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from pydantic import SecretStr
 
 from dmm_engine import default_registry, one_hot, run_messages, vvalue, zoo
 from service.codec import OutputRecord, decode_output
-from service.settings import Settings, load_settings
+from service.settings import Settings, environment_of, load_settings
 from service.topics import ensure_topics
 
 T = TypeVar("T")
@@ -48,6 +47,8 @@ def unique_settings(bootstrap: str, **overrides: Any) -> Settings:
         "worker.id": f"test-worker-{tag}",
         "worker.fetch_timeout_ms": 100,
         "worker.session_timeout_ms": 6000,
+        "metrics.host": "127.0.0.1",
+        "metrics.port": 0,  # several workers of a test run side by side on this machine
     }
     return load_settings(given | {k.replace("__", "."): v for k, v in overrides.items()})
 
@@ -55,15 +56,7 @@ def unique_settings(bootstrap: str, **overrides: Any) -> Settings:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The ``DMM_*`` variables that make a subprocess see `settings` (plus this environment)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DMM_")}
-    for group in ("kafka", "topics", "worker", "control"):
-        for field, value in getattr(settings, group).model_dump().items():
-            if isinstance(value, SecretStr):
-                value = value.get_secret_value()
-            if value is not None:
-                env[f"DMM_{group}_{field}".upper()] = (
-                    str(value).lower() if isinstance(value, bool) else str(value)
-                )
-    return env
+    return env | environment_of(settings)
 
 
 def dmm_process(

@@ -10,7 +10,14 @@ import pytest
 from pydantic import ValidationError
 
 from service.errors import SettingsError
-from service.settings import Settings, env_name, load_settings, settings_rows, settings_table
+from service.settings import (
+    Settings,
+    env_name,
+    environment_of,
+    load_settings,
+    settings_rows,
+    settings_table,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -176,3 +183,22 @@ def test_the_signing_key_is_a_masked_secret_and_may_not_be_empty(
     monkeypatch.setenv("DMM_CONTROL_SIGNING_KEY", "")
     with pytest.raises(SettingsError, match=r'DMM_CONTROL_SIGNING_KEY="": must not be empty'):
         load_settings()
+
+
+def test_environment_of_rebuilds_the_same_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(
+        {
+            "worker.guarantee": "exactly-once",
+            "metrics.port": 0,
+            "topics.create": False,
+            "control.signing_key": "s3cret",
+            "trainer.labels_topic": "dmm.labels",
+        }
+    )
+    variables = environment_of(settings)
+    assert variables["DMM_CONTROL_SIGNING_KEY"] == "s3cret"  # a child process must verify too
+    assert variables["DMM_TOPICS_CREATE"] == "false"
+    assert "DMM_WORKER_ID" not in variables  # unset: the child applies its own default
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings() == settings
