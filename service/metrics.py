@@ -101,11 +101,21 @@ class TrainerMetrics:
         loss: ``dmm_trainer_loss{set}``, loss of the latest candidate, by `TRAINER_SETS`.
         runs: ``dmm_trainer_runs_total``, training runs completed.
         publishes: ``dmm_trainer_publishes_total``, candidates published to ``dmm.control``.
+        failures: ``dmm_trainer_failures_total``, runs that ended in an error (diverged, broker
+            unreachable), so "trainer failing" can alert.
+        active: ``dmm_trainer_active``, 1 while this replica is the model's active trainer (the
+            leader of its group), 0 on a standby.
+        streams_sampled: ``dmm_trainer_streams_sampled``, streams in the sample window.
+        run_seconds: ``dmm_trainer_run_seconds``, wall time of the last training run.
     """
 
     loss: Gauge
     runs: Counter
     publishes: Counter
+    failures: Counter
+    active: Gauge
+    streams_sampled: Gauge
+    run_seconds: Gauge
 
 
 def worker_metrics(
@@ -200,6 +210,24 @@ def trainer_metrics(registry: CollectorRegistry) -> TrainerMetrics:
         publishes=Counter(
             "dmm_trainer_publishes_total",
             "Candidate matrices published to the control topic.",
+            registry=registry,
+        ),
+        failures=Counter(
+            "dmm_trainer_failures_total",
+            "Training runs that ended in an error.",
+            registry=registry,
+        ),
+        active=Gauge(
+            "dmm_trainer_active",
+            "1 while this replica is the active trainer of its model, 0 on a standby.",
+            registry=registry,
+        ),
+        streams_sampled=Gauge(
+            "dmm_trainer_streams_sampled", "Streams in the sample window.", registry=registry
+        ),
+        run_seconds=Gauge(
+            "dmm_trainer_run_seconds",
+            "Wall time of the last training run, seconds.",
             registry=registry,
         ),
     )

@@ -25,6 +25,10 @@ TRAINER = {
     "dmm_trainer_loss": ("gauge", ("set",)),
     "dmm_trainer_runs_total": ("counter", ()),
     "dmm_trainer_publishes_total": ("counter", ()),
+    "dmm_trainer_failures_total": ("counter", ()),
+    "dmm_trainer_active": ("gauge", ()),
+    "dmm_trainer_streams_sampled": ("gauge", ()),
+    "dmm_trainer_run_seconds": ("gauge", ()),
 }
 
 
