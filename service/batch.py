@@ -6,10 +6,16 @@ without a broker; the async shell (`service.worker`) only moves the bytes.
 Within a batch the records are grouped by stream. Round r advances every stream that has an
 r-th message with one ``machines.step`` call, in which each stream appears once, so a stream
 with k messages takes k rounds and its messages keep their order.
+
+The core also measures what the shell reports as metrics without doing I/O itself: the wall
+time of each ``machines.step`` call (`time.perf_counter`) and the Kafka timestamps of the
+applied records, from which the shell computes the end-to-end latency once the outputs are
+acknowledged.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -42,6 +48,10 @@ class BatchResult:
         commit: next offset to commit per ``(topic, partition)`` seen in the batch.
         skipped: records whose offset the stream had applied already (replays).
         rounds: ``machines.step`` calls made.
+        tick_seconds: wall time of each of those calls, seconds (`time.perf_counter`).
+        input_timestamps_ms: Kafka timestamps (ms since the epoch) of the applied records
+            that carry one (aiokafka's ``ConsumerRecord.timestamp``; a plain `InputRecord` or
+            a timestamp of -1 carries none), in no particular order.
     """
 
     outputs: tuple[OutputRecord, ...]
@@ -51,6 +61,8 @@ class BatchResult:
     commit: dict[TopicPartitionKey, int]
     skipped: int
     rounds: int
+    tick_seconds: tuple[float, ...] = ()
+    input_timestamps_ms: tuple[int, ...] = ()
 
     @property
     def records(self) -> int:
@@ -89,15 +101,18 @@ def process_batch(
     Returns:
         The `BatchResult`; replayed offsets are skipped, bad records dead-lettered.
     """
-    queues, dead_letters, skipped = _sort_records(states, records, limits)
+    queues, timestamps, dead_letters, skipped = _sort_records(states, records, limits)
     for stream in queues:
         if stream not in states:  # no state means the reset state, whatever machines holds
             machines.drop(stream)
     by_stream: dict[str, list[OutputRecord]] = {stream: [] for stream in queues}
     rounds = max((len(queue) for queue in queues.values()), default=0)
+    tick_seconds = []
     for r in range(rounds):
         batch = [(stream, queue[r]) for stream, queue in queues.items() if len(queue) > r]
+        started = time.perf_counter()
         results = machines.step([(stream, event.value) for stream, event in batch])
+        tick_seconds.append(time.perf_counter() - started)
         for (stream, event), named in zip(batch, results, strict=True):
             done = by_stream[stream]
             seq = _seq_before(states, stream) + len(done) + 1
@@ -117,15 +132,25 @@ def process_batch(
     )
     outputs = tuple(record for done in by_stream.values() for record in done)
     return BatchResult(
-        outputs, changelog, tuple(dead_letters), new_states, _next_offsets(records), skipped, rounds
+        outputs,
+        changelog,
+        tuple(dead_letters),
+        new_states,
+        _next_offsets(records),
+        skipped,
+        rounds,
+        tuple(tick_seconds),
+        tuple(timestamps),
     )
 
 
 def _sort_records(
     states: Mapping[str, StreamState], records: Sequence[RawRecord], limits: LimitSettings
-) -> tuple[dict[str, list[InputEvent]], list[DeadLetter], int]:
-    """Valid events queued per stream (first-seen order), dead letters, and replays skipped."""
+) -> tuple[dict[str, list[InputEvent]], list[int], list[DeadLetter], int]:
+    """Valid events queued per stream (first-seen order), the Kafka timestamps of the queued
+    records that have one, dead letters, and replays skipped."""
     queues: dict[str, list[InputEvent]] = {}
+    timestamps: list[int] = []
     dead_letters: list[DeadLetter] = []
     skipped = 0
     for record in records:
@@ -138,7 +163,10 @@ def _sort_records(
             skipped += 1
             continue
         queues.setdefault(event.stream, []).append(event)
-    return queues, dead_letters, skipped
+        timestamp = getattr(record, "timestamp", None)  # not part of RawRecord: optional
+        if timestamp is not None and timestamp >= 0:
+            timestamps.append(timestamp)
+    return queues, timestamps, dead_letters, skipped
 
 
 def _seq_before(states: Mapping[str, StreamState], stream: str) -> int:
@@ -172,3 +200,13 @@ def to_messages(result: BatchResult, topics: TopicSettings) -> list[OutgoingMess
         OutgoingMessage(topics.dlq, d.key, d.value, None, d.headers()) for d in result.dead_letters
     ]
     return messages
+
+
+def state_sizes(result: BatchResult, messages: Sequence[OutgoingMessage]) -> dict[str, int]:
+    """Stream → size in bytes of its new state message, read from ``to_messages(result, …)``.
+
+    Those messages come right after the outputs, one per changelog entry, in its order.
+    """
+    first = len(result.outputs)
+    states = messages[first : first + len(result.changelog)]
+    return {c.stream: len(m.value or b"") for c, m in zip(result.changelog, states, strict=True)}

@@ -7,11 +7,12 @@ from collections import Counter
 from collections.abc import Sequence
 
 import pytest
+from aiokafka.structs import ConsumerRecord
 
 from dmm_engine import NeuronRegistry, one_hot, run_messages, vvalue, zoo
 from dmm_engine.streams import InterpreterMachines, Snapshot
 from dmm_engine.vvalue import VValue
-from service.batch import BatchResult, process_batch, to_messages
+from service.batch import BatchResult, process_batch, state_sizes, to_messages
 from service.codec import InputRecord, OutputRecord, decode_output
 from service.dlq import header_map
 from service.errors import StateRestoreError
@@ -225,6 +226,47 @@ def test_messages_route_outputs_state_and_dead_letters(registry: NeuronRegistry)
 def test_an_empty_batch_does_nothing(registry: NeuronRegistry) -> None:
     result = process_batch(RecordingMachines(registry), {}, [], limits=LIMITS, model_version=1)
     assert (result.outputs, result.changelog, result.commit, result.rounds) == ((), (), {}, 0)
+    assert (result.tick_seconds, result.input_timestamps_ms) == ((), ())
+
+
+def kafka_record(offset: int, key: bytes | None, value: bytes, timestamp: int) -> ConsumerRecord:
+    """aiokafka's own record type, as the worker gets it from getmany (partition 0)."""
+    return ConsumerRecord("in", 0, offset, timestamp, 0, key, value, None, 1, len(value), ())
+
+
+def test_each_step_is_timed_and_applied_records_give_their_timestamps(
+    registry: NeuronRegistry,
+) -> None:
+    records = [
+        kafka_record(0, b"s", b"a", 1_000),
+        kafka_record(1, b"t", b"b", 1_001),
+        kafka_record(2, None, b"c", 1_002),  # dead letter: no timestamp reported
+        kafka_record(3, b"s", b"a", 1_003),
+        kafka_record(4, b"s", b"a", -1),  # Kafka's "no timestamp"
+    ]
+    states = {"t": StreamState(seq=1, last_offset=1, partition=0, model_version=1)}  # t replayed
+    machines = RecordingMachines(registry)
+    result = process_batch(machines, states, records, limits=LIMITS, model_version=1)
+
+    assert result.rounds == 3 and len(result.tick_seconds) == len(machines.calls) == 3
+    assert all(0.0 < seconds < 60.0 for seconds in result.tick_seconds)
+    assert sorted(result.input_timestamps_ms) == [1_000, 1_003]
+    assert (len(result.outputs), result.skipped, len(result.dead_letters)) == (3, 1, 1)
+    # plain InputRecords (tools, tests) carry no timestamp at all
+    plain = process_batch(machines, {}, records_of({"u": "ab"}), limits=LIMITS, model_version=1)
+    assert plain.input_timestamps_ms == () and len(plain.outputs) == 2
+
+
+def test_state_sizes_are_the_sizes_of_the_state_messages(registry: NeuronRegistry) -> None:
+    records = [*records_of({"a": "abc", "b": "x"}), InputRecord("in", 0, 9, None, b"z")]
+    result = process_batch(RecordingMachines(registry), {}, records, limits=LIMITS, model_version=1)
+    messages = to_messages(result, TopicSettings(state="st"))
+    sizes = state_sizes(result, messages)
+    assert sizes == {
+        (m.key or b"").decode(): len(m.value or b"") for m in messages if m.topic == "st"
+    }
+    assert set(sizes) == {"a", "b"} and all(size > 0 for size in sizes.values())
+    assert sizes["a"] == len(encode_state(next(c for c in result.changelog if c.stream == "a")))
 
 
 @pytest.mark.parametrize(
