@@ -33,7 +33,7 @@ from aiokafka.errors import KafkaError
 from dmm_engine.streams import StreamMachines
 from service.clients import make_consumer, make_producer
 from service.codec import encode_key
-from service.control import ControlAck, decode_ack, encode_ack
+from service.control import AckStatus, ControlAck, decode_ack, encode_ack
 from service.history import read_to_end
 from service.settings import Settings
 from service.swap import SwapRules, handle_update
@@ -51,7 +51,13 @@ class Controller:
     """One worker's control consumer, ack producer and running model version."""
 
     def __init__(
-        self, settings: Settings, rules: SwapRules, version: int, partitions: Mapping[str, int]
+        self,
+        settings: Settings,
+        rules: SwapRules,
+        version: int,
+        partitions: Mapping[str, int],
+        *,
+        on_count: Callable[[AckStatus], None] | None = None,
     ) -> None:
         """
         Args:
@@ -59,6 +65,8 @@ class Controller:
             rules: model name, worker id, registry and limits the updates are checked against.
             version: the version the machines start with.
             partitions: partition count per topic (`service.topics.ensure_topics`).
+            on_count: called with the status each time `applied` or `rejected` is counted
+                (the replayed history included), e.g. to count ``dmm_swaps_total{status}``.
         """
         self.settings = settings
         self.rules = rules
@@ -66,6 +74,7 @@ class Controller:
         self.partitions = dict(partitions)
         self.applied = 0
         self.rejected = 0
+        self._on_count = on_count
         self._acked: dict[tuple[str | None, int | None], set[str]] = {}
         self._consumer = make_consumer(settings, group_id=None, isolation_level="read_committed")
         self._producer = make_producer(settings)
@@ -145,7 +154,9 @@ class Controller:
         await self._send(acks)
 
     def _count(self, ack: ControlAck, offset: int) -> None:
+        status: AckStatus = "rejected"
         if ack.status == "applied" and ack.version is not None:
+            status = "applied"
             self.version = ack.version
             self.applied += 1
             logger.info(
@@ -158,6 +169,8 @@ class Controller:
                 "rejected model update model=%s version=%s control_offset=%d reason=%s",
                 ack.model, ack.version, offset, ack.reason,
             )  # fmt: skip
+        if self._on_count is not None:
+            self._on_count(status)
 
     async def _send(self, acks: Sequence[ControlAck]) -> None:
         topic, key = self.settings.topics.control_acks, encode_key(self.rules.worker)
