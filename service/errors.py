@@ -40,6 +40,14 @@ class StateRestoreError(ServiceError):
     """
 
 
+class MetricsPortError(ServiceError):
+    """The HTTP port of /metrics, /healthz and /readyz cannot be bound.
+
+    Operator action: free the port, or choose another with ``DMM_METRICS_HOST`` and
+    ``DMM_METRICS_PORT`` (0 picks a free one; ``DMM_METRICS_ENABLED=false`` serves none).
+    """
+
+
 class BadInputError(ServiceError):
     """An input message cannot be processed; it goes to the DLQ labelled with `reason`."""
 
@@ -143,3 +151,11 @@ class UpdateRejected(ServiceError):
 
 class SwapError(ServiceError):
     """`dmm swap` cannot do what was asked (e.g. the version to roll back to is unknown)."""
+
+
+class TrainerConfigError(ServiceError):
+    """The trainer's settings do not fit together (e.g. a teacher with other outputs)."""
+
+
+class NeuronTypesError(ServiceError):
+    """``DMM_WORKER_NEURON_TYPES`` names something that is not a neuron type or a registrar."""

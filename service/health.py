@@ -32,6 +32,9 @@ from types import TracebackType
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from service.errors import MetricsPortError
+from service.settings import MetricsSettings
+
 logger = logging.getLogger(__name__)
 
 WORKER_READINESS: tuple[str, ...] = ("partitions_assigned", "state_restored", "model_loaded")
@@ -150,7 +153,7 @@ class HealthServer:
             daemon=True,
         )
         self._thread.start()
-        logger.info("health server listening host=%s port=%d", self.host, self.port)
+        logger.info("metrics listening host=%s port=%d", self.host, self.port)
         return self.port
 
     def stop(self) -> None:
@@ -175,6 +178,26 @@ class HealthServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def serve_health(
+    registry: CollectorRegistry, health: HealthState, settings: MetricsSettings
+) -> HealthServer:
+    """Start a `HealthServer` on ``DMM_METRICS_HOST``:``DMM_METRICS_PORT`` (logs the bound port).
+
+    Raises:
+        MetricsPortError: the address cannot be bound; the message names both variables and
+            the OS error, e.g. ``[Errno 98] Address already in use``.
+    """
+    server = HealthServer(registry, health, host=settings.host, port=settings.port)
+    try:
+        server.start()
+    except OSError as exc:
+        raise MetricsPortError(
+            f"cannot serve /metrics on {settings.host}:{settings.port} "
+            f"(DMM_METRICS_HOST, DMM_METRICS_PORT): {exc}"
+        ) from exc
+    return server
 
 
 class _Server(ThreadingHTTPServer):

@@ -10,8 +10,10 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from service.health import WORKER_READINESS, HealthServer, HealthState
+from service.errors import MetricsPortError
+from service.health import WORKER_READINESS, HealthServer, HealthState, serve_health
 from service.metrics import worker_metrics
+from service.settings import MetricsSettings
 
 
 class FakeClock:
@@ -85,6 +87,26 @@ def test_a_busy_port_fails_to_start(server: HealthServer, health: HealthState) -
     other = HealthServer(CollectorRegistry(), health, host="127.0.0.1", port=server.port)
     with pytest.raises(OSError):
         other.start()
+
+
+def test_serve_health_names_the_variables_and_the_os_error(
+    server: HealthServer, health: HealthState, caplog: pytest.LogCaptureFixture
+) -> None:
+    busy = MetricsSettings(host="127.0.0.1", port=server.port)
+    with pytest.raises(MetricsPortError) as raised:
+        serve_health(CollectorRegistry(), health, busy)
+    message = str(raised.value)
+    assert message.startswith(f"cannot serve /metrics on 127.0.0.1:{server.port} ")
+    assert "(DMM_METRICS_HOST, DMM_METRICS_PORT): [Errno" in message
+    assert isinstance(raised.value.__cause__, OSError)
+
+    caplog.set_level("INFO", logger="service.health")
+    started = serve_health(CollectorRegistry(), health, MetricsSettings(host="127.0.0.1", port=0))
+    try:
+        assert f"metrics listening host=127.0.0.1 port={started.port}" in caplog.messages
+        assert _get(started.port, "/healthz")[0] == 200
+    finally:
+        started.stop()
 
 
 def test_metrics_serves_the_given_registry(
