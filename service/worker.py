@@ -16,6 +16,12 @@ matrix W is Self's output. Model updates from ``dmm.control`` reach the hot path
 updates are applied between two batches — a message boundary shared by every stream — so
 each output's ``model_version`` is the version its whole message ran on. The module
 docstring of `service.controller` relates that boundary to the t+2 rule.
+
+With ``DMM_METRICS_ENABLED`` (the default) the worker serves ``/metrics``, ``/healthz`` and
+``/readyz`` (`service.health`) from its first second; `service.worker_telemetry` holds the
+metrics and readiness flags, which this loop updates once per batch (one histogram
+observation per applied record for the end-to-end latency is the only per-record work),
+after the control replay and at each rebalance.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import functools
 import logging
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +46,7 @@ from aiokafka.errors import (
 from dmm_engine import default_registry
 from dmm_engine.network import with_self
 from dmm_engine.streams import StreamMachines
-from service.batch import BatchResult, OutgoingMessage, process_batch, to_messages
+from service.batch import BatchResult, OutgoingMessage, process_batch, state_sizes, to_messages
 from service.clients import Isolation, make_consumer, make_producer
 from service.controller import Controller
 from service.errors import BrokerUnavailableError
@@ -49,6 +56,7 @@ from service.shutdown import stop_on_signals
 from service.state import StreamState, read_changelog
 from service.swap import SwapRules
 from service.topics import ensure_topics
+from service.worker_telemetry import WorkerTelemetry
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +81,7 @@ class WorkerReport:
         model_version: the version running at the end.
         updates_applied: model updates applied (the replayed history included).
         updates_rejected: model updates rejected (the replayed history included).
+        metrics_port: the port /metrics, /healthz, /readyz were served on (None: disabled).
     """
 
     messages: int
@@ -84,6 +93,7 @@ class WorkerReport:
     model_version: int = 1
     updates_applied: int = 0
     updates_rejected: int = 0
+    metrics_port: int | None = None
 
     @property
     def messages_per_s(self) -> float:
@@ -112,6 +122,7 @@ async def run_worker(
         handle_signals: install SIGTERM/SIGINT handlers for the run (main thread only).
 
     Raises:
+        MetricsPortError: ``DMM_METRICS_HOST``:``DMM_METRICS_PORT`` cannot be bound.
         TopicError: a topic has the wrong partition count or configuration.
         ModelFileError: the model cannot be loaded.
         BrokerUnavailableError: delivery failed for longer than ``DMM_KAFKA_UNAVAILABLE_TIMEOUT_S``.
@@ -120,21 +131,29 @@ async def run_worker(
     Example:
         >>> report = asyncio.run(run_worker(load_settings(), max_messages=1000, timeout_s=60))
     """
-    registry = default_registry()
-    network = with_self(load_network(settings, registry), registry)
-    machines = build_machines(settings, network, registry)
     logger.info("starting worker with settings %s", settings.model_dump_json())
-    partitions = await ensure_topics(settings)
-    stop = stop or asyncio.Event()
-    rules = SwapRules(network.name, worker_id_of(settings), registry, settings.control)
-    controller = Controller(settings, rules, model_version_of(network), partitions)
-    worker = _Worker(settings, machines, controller)
-    with stop_on_signals(stop, handle_signals):
-        await worker.start()
-        try:
-            return await worker.run(stop, max_messages, timeout_s)
-        finally:
-            await worker.close()
+    # first, so that probes and scrapes get an answer while the model loads and state restores
+    telemetry = WorkerTelemetry.serve(settings) if settings.metrics.enabled else None
+    try:
+        registry = default_registry()
+        network = with_self(load_network(settings, registry), registry)
+        machines = build_machines(settings, network, registry)
+        partitions = await ensure_topics(settings)
+        stop = stop or asyncio.Event()
+        rules = SwapRules(network.name, worker_id_of(settings), registry, settings.control)
+        on_count = telemetry.count_swap if telemetry is not None else None
+        version = model_version_of(network)
+        controller = Controller(settings, rules, version, partitions, on_count=on_count)
+        worker = _Worker(settings, machines, controller, telemetry)
+        with stop_on_signals(stop, handle_signals):
+            await worker.start()
+            try:
+                return await worker.run(stop, max_messages, timeout_s)
+            finally:
+                await worker.close()
+    finally:
+        if telemetry is not None:
+            telemetry.server.stop()
 
 
 def worker_id_of(settings: Settings) -> str:
@@ -146,11 +165,16 @@ class _Worker(ConsumerRebalanceListener):  # type: ignore[misc]
     """One worker's clients, machines and per-stream states."""
 
     def __init__(
-        self, settings: Settings, machines: StreamMachines, controller: Controller
+        self,
+        settings: Settings,
+        machines: StreamMachines,
+        controller: Controller,
+        telemetry: WorkerTelemetry | None,
     ) -> None:
         self.settings = settings
         self.machines = machines
         self.controller = controller
+        self.telemetry = telemetry
         self.states: dict[str, StreamState] = {}
         self.owned: set[int] = set()
         self.lock = asyncio.Lock()
@@ -172,6 +196,8 @@ class _Worker(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.controller.start()
         async with self.lock:
             await self.controller.replay(self.machines)
+        if self.telemetry is not None:
+            self.telemetry.loaded(self.controller.version)
         await self.consumer.start()
         self.consumer.subscribe([self.settings.topics.input], listener=self)
 
@@ -185,16 +211,20 @@ class _Worker(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self.lock:  # waits for the batch in flight to be delivered
             partitions = {tp.partition for tp in revoked if tp.topic == self.settings.topics.input}
             self.owned -= partitions
-            for stream, state in list(self.states.items()):
-                if state.partition in partitions:
-                    del self.states[stream]
-                    self.machines.drop(stream)
+            dropped = [s for s, state in self.states.items() if state.partition in partitions]
+            for stream in dropped:
+                del self.states[stream]
+                self.machines.drop(stream)
+            if self.telemetry is not None:
+                self.telemetry.revoked(dropped, self.owned, len(self.states))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self.lock:
             topic = self.settings.topics.input
             partitions = {tp.partition for tp in assigned if tp.topic == topic} - self.owned
             started = time.monotonic()
+            if self.telemetry is not None:
+                self.telemetry.restoring()
             try:
                 restored = await read_changelog(
                     self.restorer,
@@ -210,6 +240,8 @@ class _Worker(ConsumerRebalanceListener):  # type: ignore[misc]
                 return
             self.owned |= partitions
             self.control_behind = True  # catch up before the first batch of these partitions
+            if self.telemetry is not None:
+                self.telemetry.restored(restored, self.owned, len(self.states))
             logger.info(
                 "restored state streams=%d partitions=%s in %.2fs",
                 len(restored), sorted(partitions), time.monotonic() - started,
@@ -222,6 +254,8 @@ class _Worker(ConsumerRebalanceListener):  # type: ignore[misc]
         deadline = started + timeout_s if timeout_s is not None else None
         batch_max = self.settings.worker.batch_max_records
         while not stop.is_set():
+            if self.telemetry is not None:
+                self.telemetry.beat()
             if self.failure is not None:
                 raise self.failure
             handled = self.counts["messages"]
@@ -236,13 +270,36 @@ class _Worker(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._control(batch)
             if batch:
                 await self._handle(batch)
+            if self.telemetry is not None:
+                self.telemetry.polled(self.controller.version, await self._lag())
         return WorkerReport(
             **self.counts,
             elapsed_s=time.monotonic() - started,
             model_version=self.controller.version,
             updates_applied=self.controller.applied,
             updates_rejected=self.controller.rejected,
+            metrics_port=self.telemetry.server.port if self.telemetry is not None else None,
         )
+
+    async def _lag(self) -> dict[int, int]:
+        """Input partition → highwater − position, for each owned partition fetched from.
+
+        The highwater comes with every fetch response (no request of its own); a partition
+        not fetched from yet has none and is left out.
+        """
+        highwaters = {
+            tp: highwater
+            for tp in self.consumer.assignment()
+            if tp.partition in self.owned and (highwater := self.consumer.highwater(tp)) is not None
+        }
+        lag = {}
+        for tp, highwater in highwaters.items():
+            try:  # the position is known once fetched from: this returns without waiting
+                position = await asyncio.wait_for(self.consumer.position(tp), POSITION_TIMEOUT_S)
+            except (IllegalStateError, KafkaError, TimeoutError):
+                continue  # revoked meanwhile: the next rebalance listener call drops it
+            lag[tp.partition] = max(highwater - position, 0)
+        return lag
 
     async def _control(self, batch: Batch) -> None:
         """Apply the model updates that arrived, at the boundary before `batch`.
@@ -289,7 +346,11 @@ class _Worker(ConsumerRebalanceListener):  # type: ignore[misc]
                 model_version=self.controller.version,
             )
             self.states.update(result.states)
-            await self._deliver(result)
+            messages = to_messages(result, self.settings.topics)
+            await self._deliver(messages, result.commit)
+            if self.telemetry is not None:
+                self.telemetry.delivered(result, time.time(), len(self.states))
+                self.telemetry.set_state_sizes(state_sizes(result, messages))
         self._count(result)
 
     def _count(self, result: BatchResult) -> None:
@@ -307,10 +368,11 @@ class _Worker(ConsumerRebalanceListener):  # type: ignore[misc]
                 first.topic, first.partition, first.offset, first.message,
             )  # fmt: skip
 
-    async def _deliver(self, result: BatchResult) -> None:
-        """Produce the batch's messages and commit its offsets, retrying while brokers are away."""
-        messages = to_messages(result, self.settings.topics)
-        offsets = {TopicPartition(t, p): offset for (t, p), offset in result.commit.items()}
+    async def _deliver(
+        self, messages: list[OutgoingMessage], commit: Mapping[tuple[str, int], int]
+    ) -> None:
+        """Produce a batch's messages and commit its offsets, retrying while brokers are away."""
+        offsets = {TopicPartition(t, p): offset for (t, p), offset in commit.items()}
         deadline = time.monotonic() + self.settings.kafka.unavailable_timeout_s
         attempt = 0
         while True:
