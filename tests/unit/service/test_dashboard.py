@@ -4,6 +4,10 @@ Every PromQL query of every panel (and of the dashboard's variables) is parsed f
 names; each must be a series the worker or trainer registry exposes (a histogram's
 ``_bucket``, ``_count`` and ``_sum`` included). The alert rules and their unit tests get the
 same check, and the chart's copy of the dashboard must equal the one in deploy/grafana.
+
+`dashboard_series_missing_from` makes the check against a scraped ``/metrics`` exposition
+instead of the declared registries: tests/integration/test_metrics_prometheus.py calls it
+with a running worker's; the trainer's integration test calls it with the trainer's.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
+from service.dlq import REASONS
 from service.metrics import trainer_metrics, worker_metrics
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -79,6 +85,51 @@ def undeclared(names: set[str]) -> set[str]:
         if name not in declared and base not in histograms:
             missing.add(name)
     return missing
+
+
+Component = Literal["worker", "trainer"]
+TRAINER_PREFIX = "dmm_trainer_"
+
+
+def dashboard_metric_names(component: Component) -> set[str]:
+    """Series names the dashboard's panels and variables query, of one component.
+
+    The trainer's are the ``dmm_trainer_*`` names; every other name is the worker's.
+    """
+    dashboard = _dashboard()
+    exprs = [expr for _, expr in _panel_queries(dashboard)]
+    for variable in dashboard["templating"]["list"]:
+        label_values = re.fullmatch(
+            r"label_values\((.*),\s*(\w+)\)", variable.get("definition", "")
+        )
+        if label_values:
+            exprs.append(label_values.group(1))
+    names = set().union(*(metric_names(expr) for expr in exprs))
+    return {name for name in names if name.startswith(TRAINER_PREFIX) == (component == "trainer")}
+
+
+def exposed_series(exposition: str) -> set[str]:
+    """Names of the samples in a ``/metrics`` text exposition.
+
+    A metric without a sample (a labelled gauge none of whose children was set yet) is not
+    there: the dashboard would show nothing for it.
+    """
+    return {
+        sample.name
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+    }
+
+
+def dashboard_series_missing_from(exposition: str, component: Component) -> set[str]:
+    """The `component`'s dashboard series that have no sample in `exposition` (empty = all).
+
+    Example (the trainer's integration test)::
+
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+        assert not dashboard_series_missing_from(text, "trainer")
+    """
+    return dashboard_metric_names(component) - exposed_series(exposition)
 
 
 def _panels(container: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -176,6 +227,27 @@ def test_alert_rules_and_their_tests_use_declared_metrics() -> None:
         used = set(re.findall(r"\bdmm_[a-z0-9_]+", text))
         assert used, name
         assert not undeclared(used), f"{name}: {sorted(undeclared(used))}"
+
+
+def test_the_dashboard_names_split_into_worker_and_trainer_series() -> None:
+    worker, trainer = dashboard_metric_names("worker"), dashboard_metric_names("trainer")
+    assert {"dmm_messages_total", "dmm_tick_seconds_bucket", "dmm_consumer_lag"} <= worker
+    assert {"dmm_trainer_failures_total", "dmm_trainer_active"} <= trainer
+    assert not worker & trainer
+
+
+def test_a_registry_with_samples_for_every_series_leaves_nothing_missing() -> None:
+    registry = CollectorRegistry()
+    worker_metrics(registry, dlq_reasons=REASONS).set_consumer_lag({0: 3})
+    trainer_metrics(registry)
+    exposition = generate_latest(registry).decode()
+    assert dashboard_series_missing_from(exposition, "worker") == set()
+    assert dashboard_series_missing_from(exposition, "trainer") == set()
+
+    unset = CollectorRegistry()
+    worker_metrics(unset, dlq_reasons=REASONS)  # no lag set yet: a labelled gauge, no samples
+    missing = dashboard_series_missing_from(generate_latest(unset).decode(), "worker")
+    assert missing == {"dmm_consumer_lag"}
 
 
 def test_the_chart_ships_the_same_dashboard() -> None:
