@@ -114,6 +114,9 @@ FLAGS = {
     "worker.batch_max_records": "--batch-max-records",
     "worker.linger_ms": "--linger-ms",
     "worker.fetch_timeout_ms": "--fetch-timeout-ms",
+    "trainer.group": "--trainer-group",
+    "trainer.teacher": "--teacher",
+    "trainer.interval_s": "--interval",
     "cache_dir": "--cache-dir",
 }
 """Settings a command-line flag can override: dotted field path → flag."""
@@ -210,6 +213,51 @@ def worker(
         f"batches={report.batches} seconds={report.elapsed_s:.2f} "
         f"msgs_per_s={report.messages_per_s:.0f} model_version={report.model_version} "
         f"updates_applied={report.updates_applied} updates_rejected={report.updates_rejected}"
+    )
+
+
+@app.command()
+def trainer(
+    bootstrap: Bootstrap = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="The model the workers run. Default: DMM_WORKER_MODEL or duplicate-detector."
+        ),
+    ] = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(help="Zoo model or model file to fit. Default: duplicate-detector."),
+    ] = None,
+    trainer_group: Annotated[
+        str | None, typer.Option(help="Faust app id and consumer group. Default: dmm-trainer.")
+    ] = None,
+    interval: Annotated[
+        float | None, typer.Option(min=0.001, help="Seconds between runs. Default: 30.")
+    ] = None,
+    max_runs: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many training runs. Default: none.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(min=0.0, help="Stop after this many seconds. Default: none.")
+    ] = None,
+) -> None:
+    """Run the trainer sidecar: sample dmm.input, fine-tune, publish a better matrix.
+
+    Only the leader of its group trains (one active trainer per model); the others stand by.
+    """
+    settings = _run_settings(
+        kafka__bootstrap=bootstrap, worker__model=model, trainer__teacher=teacher,
+        trainer__group=trainer_group, trainer__interval_s=interval,
+    )  # fmt: skip
+    from service.trainer import run_trainer  # Faust is loaded by this command only
+
+    with _exit_on_errors():
+        report = run_trainer(settings, max_runs=max_runs, timeout_s=timeout)
+    last = report.last
+    typer.echo(
+        f"trainer: runs={report.runs} published={report.published} symbols={report.symbols}"
+        + (f" last={last.outcome}: {last.detail}" if last else "")
     )
 
 

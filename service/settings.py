@@ -266,6 +266,11 @@ class TrainerSettings(_Group):
         description="Consumer group session timeout of the trainer, ms: how soon a standby "
         "takes over from an active trainer that died.",
     )
+    start_from: Literal["latest", "earliest"] = Field(
+        "latest",
+        description="Where a new trainer group starts sampling: latest (only new text) or "
+        "earliest (all the text the input topic still holds).",
+    )
 
     @field_validator("labels_topic")
     @classmethod

@@ -26,11 +26,12 @@ class TrainingSet:
     """Strings run side by side (one batch row each) for `window` cycles from the reset state.
 
     Attributes:
-        texts: the strings; each is fed one character per 10 cycles (reference §4.2).
+        texts: the strings (or tuples of symbols, e.g. tokens); each is fed one symbol per 10
+            cycles (reference §4.2).
         window: cycles per evaluation (the seed: 140).
     """
 
-    texts: tuple[str, ...]
+    texts: tuple[Sequence[str], ...]
     window: int
 
     def __post_init__(self) -> None:
@@ -41,7 +42,7 @@ class TrainingSet:
             )
 
 
-def unroll_for(engine: CompiledEngine, texts: Sequence[str], window: int) -> Unroll:
+def unroll_for(engine: CompiledEngine, texts: Sequence[Sequence[str]], window: int) -> Unroll:
     """`TimeParallelUnroll` when the network is layered, else `StepUnroll` (same numbers)."""
     try:
         return TimeParallelUnroll(engine, [list(t) for t in texts], window)

@@ -49,6 +49,7 @@ def unique_settings(bootstrap: str, **overrides: Any) -> Settings:
         "worker.session_timeout_ms": 6000,
         "metrics.host": "127.0.0.1",
         "metrics.port": 0,  # several workers of a test run side by side on this machine
+        "trainer.start_from": "earliest",  # a trainer started just before the test's text
     }
     return load_settings(given | {k.replace("__", "."): v for k, v in overrides.items()})
 

@@ -1,0 +1,274 @@
+"""The trainer sidecar end to end on a real broker: `dmm trainer` and `dmm worker` processes.
+
+* A worker starts with a degraded machine (the zoo's synthesized-general with one output link
+  scaled by 0.6); the trainer samples the live text, retrains, publishes; the outputs of the
+  streams that run after the swap are ≥ 10× closer to the handcrafted teacher.
+* A candidate worse than the running matrix (a learning rate of 1) is not published.
+* With two trainer replicas, exactly one is active; killing it lets the standby take over.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from dmm_engine import default_registry, one_hot, run_messages, save_model, vvalue, zoo
+from service.codec import OutputRecord
+from service.control import decode_ack
+from service.publish import read_history
+from service.settings import Settings
+from tests.integration.fixtures_worker import (
+    by_stream,
+    dmm_process,
+    interleaved,
+    produce,
+    read_outputs,
+    read_topic,
+    run_async,
+    stop_process,
+    unique_settings,
+    wait_until,
+)
+
+WORDS = tuple(
+    [
+        "the",
+        "test",
+        "string",
+        "is",
+        "a",
+        "tets",
+        "of",
+        "dots",
+        "and",
+        "ants",
+        "at",
+        "a",
+        "bat",
+        "in",
+        "the",
+        "sand",
+    ]
+)
+DEGRADED_LINK = ("output", "dict-1", "compare-4-2", "false")
+DEGRADATION = 0.6
+
+
+def sentences(prefix: str, count: int, seed: int) -> dict[str, str]:
+    """`count` streams of two to four words and a full stop (inside the machine's envelope)."""
+    rng = random.Random(seed)
+    return {
+        f"{prefix}-{i:02d}": " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 4))) + "."
+        for i in range(count)
+    }
+
+
+def degraded_model(tmp_path: Path) -> Path:
+    """The zoo's synthesized-general machine with one output link scaled by `DEGRADATION`."""
+    network = zoo.load("synthesized-general", default_registry())
+    matrix = copy.deepcopy(network.matrix)
+    to, to_input, source, output = DEGRADED_LINK
+    matrix[to][to_input][source][output] *= DEGRADATION
+    path = tmp_path / "degraded.json"
+    save_model(dataclasses.replace(network, matrix=matrix), path)
+    return path
+
+
+def teacher_error(outputs: list[OutputRecord], texts: dict[str, str]) -> float:
+    """Mean squared error of the outputs against the handcrafted machine on the same text."""
+    registry = default_registry()
+    teacher = zoo.load("duplicate-detector", registry)
+    grouped = by_stream(outputs)
+    errors = []
+    for stream, text in texts.items():
+        expected = list(run_messages(teacher, registry, [one_hot(c) for c in text]))
+        records = grouped[stream]
+        assert [r.seq for r in records] == list(range(1, len(text) + 1)), stream
+        for record, want in zip(records, expected, strict=True):
+            for name in ("left", "right"):
+                got = vvalue.get_number(vvalue.from_jsonable(record.outputs[name], name))
+                errors.append((got - vvalue.get_number(want[name])) ** 2)
+    return sum(errors) / len(errors)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The unlabelled samples of a process's /metrics, by name (empty while it is not up)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+            text = reply.read().decode("utf-8")
+    except OSError:
+        return {}
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.labels
+    }
+
+
+def trainer_settings(settings: Settings, **overrides: object) -> Settings:
+    """`settings` for one trainer replica: its own metrics port, the test's group."""
+    return settings.model_copy(
+        update={"metrics": settings.metrics.model_copy(update={"port": free_port()})}
+        | {"trainer": settings.trainer.model_copy(update=overrides)}
+    )
+
+
+def start_trainer(settings: Settings, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    process = dmm_process(
+        "trainer", *args, settings=settings, log=log, stdout=subprocess.PIPE
+    )  # fmt: skip
+    wait_until(
+        lambda: (
+            scrape(settings.metrics.port).get("dmm_trainer_active") == 1.0
+            or process.poll() is not None
+        ),
+        90,
+        f"the trainer to be active (log: {log})",
+    )
+    assert process.poll() is None, log.read_text()
+    return process
+
+
+def applied_versions(settings: Settings) -> list[int]:
+    records = run_async(read_topic(settings, settings.topics.control_acks, idle_s=0.5))
+    acks = [decode_ack(r.value) for r in records]
+    return [a.version for a in acks if a and a.status == "applied" and a.version]
+
+
+def test_the_trainer_repairs_a_degraded_worker_through_a_hot_swap(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    tag = tmp_path.name[-8:]
+    settings = unique_settings(
+        kafka_bootstrap,
+        worker__model=str(degraded_model(tmp_path)),
+        trainer__group=f"test-trainer-{tag}",
+        trainer__interval_s=2.0,
+        trainer__min_streams=8,
+    )
+    log = tmp_path / "processes.log"
+    worker = dmm_process("worker", settings=settings, log=log, stdout=subprocess.PIPE)
+    trainer = start_trainer(trainer_settings(settings), log)
+    try:
+        before = sentences("before", 16, seed=1)
+        run_async(produce(settings, interleaved(before)))
+        count = sum(len(t) for t in before)
+        outputs = run_async(read_outputs(settings, expect=count, idle_s=30))
+        assert {r.model_version for r in outputs} == {1}
+        error_before = teacher_error(outputs, before)
+
+        wait_until(lambda: applied_versions(settings), 120, f"an applied swap (log: {log})")
+        version = max(applied_versions(settings))
+        after = sentences("after", 16, seed=2)
+        run_async(produce(settings, interleaved(after)))
+        everything = run_async(read_outputs(settings, expect=count + sum(map(len, after.values()))))
+        late = [r for r in everything if r.stream in after]
+        assert {r.model_version for r in late} == {version}
+        error_after = teacher_error(late, after)
+    finally:
+        trainer_code, trainer_out, _ = stop_process(trainer)
+        stop_process(worker)
+    print(f"teacher error before {error_before:.6g}, after v{version} {error_after:.6g}")
+    assert error_before >= 10 * error_after, (error_before, error_after, log.read_text()[-3000:])
+    assert trainer_code == 0 and "published=" in trainer_out
+
+
+def test_a_candidate_worse_than_the_running_model_is_not_published(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    tag = tmp_path.name[-8:]
+    settings = unique_settings(
+        kafka_bootstrap,
+        worker__model="synthesized-general",
+        trainer__group=f"test-trainer-{tag}",
+        trainer__interval_s=2.0,
+        trainer__min_streams=8,
+        trainer__learning_rate=1.0,  # one Adam step of ±1 on every link: far worse
+        trainer__steps=1,
+    )
+    log = tmp_path / "trainer.log"
+    trainer = start_trainer(trainer_settings(settings), log, "--max-runs", "1")
+    run_async(produce(settings, interleaved(sentences("s", 16, seed=3))))
+    try:
+        code = trainer.wait(120)
+    finally:
+        _, out, _ = stop_process(trainer)
+    text = log.read_text()
+    run = re.search(r"outcome=kept .* holdout=([0-9.e+-]+)->([0-9.e+-]+|nan)", text)
+    assert code == 0 and run, text[-3000:]
+    assert float(run.group(2)) > float(run.group(1))  # the candidate really was worse
+    assert "runs=1 published=0" in out and "last=kept" in out
+    history = run_async(read_history(settings))
+    assert history.updates == () and history.versions == ()  # nothing reached dmm.control
+
+
+def test_killing_the_active_trainer_lets_the_standby_take_over(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    tag = tmp_path.name[-8:]
+    settings = unique_settings(
+        kafka_bootstrap,
+        worker__model="synthesized-general",  # already close to the teacher: runs keep it
+        trainer__group=f"test-trainer-{tag}",
+        trainer__interval_s=1.0,
+        trainer__min_streams=4,
+        trainer__steps=20,
+        trainer__session_timeout_ms=6000,
+    )
+    first, second = trainer_settings(settings), trainer_settings(settings)
+    logs = tmp_path / "first.log", tmp_path / "second.log"
+    one = start_trainer(first, logs[0])
+    two = dmm_process("trainer", settings=second, log=logs[1], stdout=subprocess.PIPE)
+    replicas = {first.metrics.port: one, second.metrics.port: two}
+    try:
+        wait_until(
+            lambda: all("dmm_trainer_active" in scrape(p) for p in replicas), 90, "two replicas"
+        )
+        run_async(produce(settings, interleaved(sentences("a", 12, seed=4))))
+        wait_until(
+            lambda: sum(scrape(p).get("dmm_trainer_runs_total", 0) for p in replicas) >= 1,
+            90,
+            "a training run",
+        )
+        states = {p: scrape(p) for p in replicas}
+        active = [p for p, m in states.items() if m["dmm_trainer_active"] == 1.0]
+        assert len(active) == 1, states  # one active trainer per model
+        standby = next(p for p in replicas if p not in active)
+        assert states[standby]["dmm_trainer_runs_total"] == 0.0, states
+
+        replicas[active[0]].send_signal(signal.SIGKILL)
+        replicas[active[0]].communicate(timeout=30)
+        killed_at = time.monotonic()
+        run_async(produce(settings, interleaved(sentences("b", 12, seed=5))))
+        wait_until(
+            lambda: scrape(standby).get("dmm_trainer_active") == 1.0, 60, "the standby to lead"
+        )
+        took_over_s = time.monotonic() - killed_at
+        wait_until(
+            lambda: scrape(standby).get("dmm_trainer_runs_total", 0) >= 1, 90, "the standby's run"
+        )
+        print(
+            f"standby active {took_over_s:.1f}s and trained "
+            f"{time.monotonic() - killed_at:.1f}s after the kill"
+        )
+    finally:
+        for process in replicas.values():
+            if process.poll() is None:
+                stop_process(process)
