@@ -13,12 +13,13 @@ from typing import Annotated, Any, TypeVar
 import typer
 from aiokafka.errors import KafkaError
 
-from dmm_engine import DmmError, count_links, default_registry, zoo
+from dmm_engine import DmmError, count_links, zoo
 from dmm_engine.drivers import SymbolMode
 from dmm_engine.engines import EngineName
 from service import cli_train, embedded, kafka_local
 from service.control import encode_update
 from service.errors import ServiceError
+from service.neuron_types import load_registry
 from service.produce import produce_text
 from service.publish import describe_ack, rollback, swap_status, swap_to_model
 from service.settings import Settings, load_settings
@@ -55,6 +56,15 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_BAD_INPUT)
 
 
+NeuronTypes = Annotated[
+    str | None,
+    typer.Option(
+        help="Neuron types of your own: module:attribute or file.py:attribute, comma-separated. "
+        "Default: DMM_WORKER_NEURON_TYPES."
+    ),
+]
+
+
 @app.command()
 def run(
     input_file: Annotated[
@@ -76,11 +86,12 @@ def run(
             help="compiled (batched torch) or interpreter (reference). Default: compiled."
         ),
     ] = "compiled",
+    neuron_types: NeuronTypes = None,
 ) -> None:
     """Run a machine on text with no broker: one message per character (or token)."""
-    registry = default_registry()
     sys.stdout.reconfigure(encoding="utf-8")
     try:
+        registry = load_registry(_settings(worker__neuron_types=neuron_types))
         network = zoo.resolve(model, registry)
         mode = embedded.symbol_mode_of(network, tokens)
         if input_file is None:
@@ -114,6 +125,7 @@ FLAGS = {
     "worker.batch_max_records": "--batch-max-records",
     "worker.linger_ms": "--linger-ms",
     "worker.fetch_timeout_ms": "--fetch-timeout-ms",
+    "worker.neuron_types": "--neuron-types",
     "trainer.group": "--trainer-group",
     "trainer.teacher": "--teacher",
     "trainer.interval_s": "--interval",
@@ -363,7 +375,8 @@ def swap(
         kafka__bootstrap=bootstrap, worker__model=worker_model, topics__control=control_topic,
         topics__control_acks=acks_topic,
     )  # fmt: skip
-    registry = default_registry()
+    with _exit_on_errors():
+        registry = load_registry(settings)
     if model is not None:
         with _exit_on_errors():
             source = zoo.resolve(model, registry)

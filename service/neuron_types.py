@@ -1,13 +1,13 @@
 """Neuron types of your own, named by ``DMM_WORKER_NEURON_TYPES`` (``module:attribute,…``).
 
-Each ``module:attribute`` is imported and must be one of:
+Each entry is ``module:attribute`` (an importable module: installed, or on ``PYTHONPATH``) or
+``path/to/file.py:attribute`` (a Python file, loaded by path). The attribute must be one of:
 
 * a `NeuronType` — registered as it is;
 * a list or tuple of them;
 * a function taking the `NeuronRegistry` and registering what it likes.
 
-The module must be importable by the process (installed, or on ``PYTHONPATH``). Types of
-your own have no tensor form, so run them on the reference engine
+Types of your own have no tensor form, so run them on the reference engine
 (``DMM_WORKER_ENGINE=interpreter``); the compiled engine says so when it meets one.
 
 Example::
@@ -17,18 +17,21 @@ Example::
     DOUBLE = NeuronType("double", inputs=("x",), outputs=("y",),
                         function=lambda i: {"y": vvalue.scale(2.0, i.get("x", {}))})
 
-    DMM_WORKER_NEURON_TYPES=my_neurons:DOUBLE DMM_WORKER_ENGINE=interpreter dmm worker
+    DMM_WORKER_NEURON_TYPES=my_neurons.py:DOUBLE DMM_WORKER_ENGINE=interpreter dmm worker
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+from pathlib import Path
+from types import ModuleType
 
 from dmm_engine import DmmError, NeuronRegistry, NeuronType, default_registry
 from service.errors import NeuronTypesError
 from service.settings import Settings
 
-VARIABLE = "DMM_WORKER_NEURON_TYPES"
+VARIABLE = "DMM_WORKER_NEURON_TYPES (--neuron-types)"
 
 
 def load_registry(settings: Settings) -> NeuronRegistry:
@@ -47,12 +50,14 @@ def load_registry(settings: Settings) -> NeuronRegistry:
 
 def register(registry: NeuronRegistry, spec: str) -> None:
     """Register what the one ``module:attribute`` entry `spec` names on `registry`."""
-    module_name, _, attribute = spec.partition(":")
+    module_name, _, attribute = spec.rpartition(":")
     if not module_name or not attribute:
-        raise NeuronTypesError(f"{VARIABLE} entry {spec!r}: expected module:attribute")
+        raise NeuronTypesError(
+            f"{VARIABLE} entry {spec!r}: expected module:attribute or file.py:attribute"
+        )
     try:
-        target = getattr(importlib.import_module(module_name), attribute)
-    except ImportError as exc:
+        target = getattr(_import(module_name), attribute)
+    except (ImportError, OSError) as exc:
         raise NeuronTypesError(f"{VARIABLE} entry {spec!r}: cannot import: {exc}") from exc
     except AttributeError:
         raise NeuronTypesError(
@@ -73,3 +78,16 @@ def register(registry: NeuronRegistry, spec: str) -> None:
             )
     except DmmError as exc:
         raise NeuronTypesError(f"{VARIABLE} entry {spec!r}: {exc}") from exc
+
+
+def _import(name: str) -> ModuleType:
+    """A module by name, or a ``.py`` file by path (run once per call)."""
+    if not name.endswith(".py"):
+        return importlib.import_module(name)
+    path = Path(name).expanduser()
+    spec = importlib.util.spec_from_file_location(f"dmm_neuron_types_{path.stem}", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise ImportError(f"no Python file {str(path)!r}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
