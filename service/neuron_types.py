@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 import importlib.util
 from pathlib import Path
 from types import ModuleType
@@ -70,7 +71,7 @@ def register(registry: NeuronRegistry, spec: str) -> None:
             for neuron_type in target:
                 registry.register(neuron_type)
         elif callable(target):
-            target(registry)
+            _call(target, registry, spec)
         else:
             raise NeuronTypesError(
                 f"{VARIABLE} entry {spec!r}: a {type(target).__name__} is not a NeuronType, a "
@@ -91,3 +92,16 @@ def _import(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _call(
+    registrar: Callable[[NeuronRegistry], object], registry: NeuronRegistry, spec: str
+) -> None:
+    try:
+        registrar(registry)
+    except DmmError:
+        raise
+    except Exception as exc:  # the user's function: say whose it is
+        raise NeuronTypesError(
+            f"{VARIABLE} entry {spec!r}: calling it with the registry failed: {exc!r}"
+        ) from exc
