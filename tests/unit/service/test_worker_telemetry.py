@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dmm_engine import NeuronRegistry, zoo
 from dmm_engine.streams import InterpreterMachines
 from service.batch import process_batch, state_sizes, to_messages
+from service.control import AckStatus
 from service.dlq import REASONS
 from service.settings import LimitSettings, TopicSettings, load_settings
 from service.state import StreamState
@@ -150,8 +151,9 @@ def test_lag_and_model_version_after_each_fetch_and_revoked_partitions_dropped(
 
 
 def test_swaps_are_counted_by_status(telemetry: WorkerTelemetry) -> None:
-    for status in ("applied", "applied", "rejected"):
-        telemetry.count_swap(status)  # type: ignore[arg-type]
+    statuses: tuple[AckStatus, ...] = ("applied", "applied", "rejected")
+    for status in statuses:
+        telemetry.count_swap(status)
     samples = scrape(telemetry)
     assert value(samples, "dmm_swaps_total", status="applied") == 2.0
     assert value(samples, "dmm_swaps_total", status="rejected") == 1.0
