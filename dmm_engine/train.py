@@ -186,7 +186,8 @@ class Objective:
 
     Attributes:
         parts: ``(unroll, targets)`` pairs; targets ``[n_outputs, T, B]`` match
-            ``unroll.outputs``. All unrolls share one engine's soft-link order.
+            ``unroll.outputs``, NaN where there is no target (that value adds nothing). All
+            unrolls share one engine's soft-link order.
         lam: λ, the L1 multiplier.
         regularized: ``[L]`` bool, which soft links enter reg_l1/reg_l2.
     """
@@ -255,7 +256,10 @@ class Objective:
         prereg = torch.zeros((), dtype=weights.dtype)
         worst = torch.zeros((), dtype=weights.dtype)
         for unroll, targets in self.parts:
-            errors = (unroll.outputs(weights) - targets) ** 2
+            # NaN marks "no target here" (labels exist only where outputs are read): such
+            # values add nothing, and nan_to_num keeps their gradient finite (0, not NaN).
+            known = ~torch.isnan(targets)
+            errors = (unroll.outputs(weights) - torch.nan_to_num(targets)) ** 2 * known
             prereg = prereg + errors.sum()
             worst = torch.maximum(worst, errors.detach().max())
         regularised = weights[self.regularized]

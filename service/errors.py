@@ -159,3 +159,7 @@ class TrainerConfigError(ServiceError):
 
 class NeuronTypesError(ServiceError):
     """``DMM_WORKER_NEURON_TYPES`` names something that is not a neuron type or a registrar."""
+
+
+class BadLabelError(ServiceError):
+    """A message on ``DMM_TRAINER_LABELS_TOPIC`` is not a label; the trainer skips it."""

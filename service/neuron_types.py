@@ -23,8 +23,8 @@ Example::
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 

@@ -43,7 +43,6 @@ from aiokafka.errors import (
     ProducerFenced,
 )
 
-from dmm_engine import default_registry
 from dmm_engine.network import with_self
 from dmm_engine.streams import StreamMachines
 from service.batch import BatchResult, OutgoingMessage, process_batch, state_sizes, to_messages
@@ -51,6 +50,7 @@ from service.clients import Isolation, make_consumer, make_producer
 from service.controller import Controller
 from service.errors import BrokerUnavailableError
 from service.machines import build_machines, load_network, model_version_of
+from service.neuron_types import load_registry
 from service.settings import Settings
 from service.shutdown import stop_on_signals
 from service.state import StreamState, read_changelog
@@ -135,7 +135,7 @@ async def run_worker(
     # first, so that probes and scrapes get an answer while the model loads and state restores
     telemetry = WorkerTelemetry.serve(settings) if settings.metrics.enabled else None
     try:
-        registry = default_registry()
+        registry = load_registry(settings)  # built-in types and DMM_WORKER_NEURON_TYPES
         network = with_self(load_network(settings, registry), registry)
         machines = build_machines(settings, network, registry)
         partitions = await ensure_topics(settings)

@@ -2,8 +2,10 @@
 
 * An agent reads the input topic in the trainer's own consumer group (``DMM_TRAINER_GROUP``,
   never the workers'), decodes each message as the worker does (`service.codec`) and keeps
-  the recent symbols of each stream (`StreamSampler`). With two replicas, each samples the
-  input partitions the group gave it; the survivor of a failover samples them all.
+  the recent symbols of each stream (`StreamSampler`); the teacher (``DMM_TRAINER_TEACHER``)
+  gives the targets. With ``DMM_TRAINER_LABELS_TOPIC`` the agent reads labelled streams from
+  that topic instead (`service.trainer.labels`). With two replicas, each samples the
+  partitions the group gave it; the survivor of a failover samples them all.
 * A one-second timer beats the liveness heartbeat and reports whether this replica is the
   leader of its group — Faust's leader election: the member that holds the one partition of
   ``<group>-__assignor-__leader``. Only the leader trains, every ``DMM_TRAINER_INTERVAL_S``,
@@ -20,28 +22,32 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from dmm_engine import Network, zoo
+from dmm_engine import Network, NeuronRegistry, zoo
 from service.codec import decode_input
-from service.errors import BadInputError, TrainerConfigError
-from service.health import HealthServer, HealthState
+from service.errors import BadInputError, BadLabelError, TrainerConfigError
+from service.health import HealthState, serve_health
 from service.machines import load_network
 from service.metrics import trainer_metrics
 from service.neuron_types import load_registry
-from service.settings import Settings
+from service.settings import LimitSettings, Settings
 from service.topics import ensure_topics
-from service.trainer.loop import RunOutcome, TrainerLoop
+from service.trainer.labels import LabelSampler, LabelTargets, decode_label
+from service.trainer.loop import RunOutcome, TargetsOf, TrainerLoop
 from service.trainer.sampler import StreamSampler
+from service.trainer.tuning import TeacherTargets
 
 logger = logging.getLogger(__name__)
 
 TRAINER_READINESS = ("model_loaded", "partitions_assigned")
 FAUST_METRICS_PREFIX = "dmm_trainer_faust"
 TICK_S = 1.0
+Agent = Callable[[Any], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +100,12 @@ def run_trainer(
     torch.set_num_threads(1)  # leaves a core for the Kafka clients of this process
     registry = load_registry(settings)
     base = load_network(settings, registry)
-    teacher = zoo.resolve(settings.trainer.teacher, registry)
-    check_teacher(base, teacher)
+    sampler, targets_of = _sample_and_targets(settings, registry, base)
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    loop.run_until_complete(ensure_topics(settings))  # before Faust subscribes to the input
+    labels = [settings.trainer.labels_topic] if settings.trainer.labels_topic else []
+    loop.run_until_complete(ensure_topics(settings, labels))  # before Faust subscribes
 
     metrics_registry = CollectorRegistry()
     metrics = trainer_metrics(metrics_registry)
@@ -109,22 +115,17 @@ def run_trainer(
     app.monitor = PrometheusMonitor(
         metrics=FaustMetrics.create(metrics_registry, FAUST_METRICS_PREFIX)
     )
-    sampler = StreamSampler(
-        window=settings.trainer.window_symbols, max_streams=settings.trainer.max_streams
-    )
-    trainer = TrainerLoop(settings, base, teacher, registry, sampler, metrics, app.is_leader)
+    trainer = TrainerLoop(settings, base, sampler, targets_of, metrics, app.is_leader)
     schedule = _Schedule(trainer, health, app, max_runs, timeout_s)
-    _add_agent(app, settings, sampler)
+    _add_agent(app, settings, sampler, base)
     app.timer(TICK_S, name="dmm-trainer-heartbeat")(schedule.heartbeat)
     app.task(schedule.train_forever)
 
-    server = None
-    if settings.metrics.enabled:
-        server = HealthServer(
-            metrics_registry, health, host=settings.metrics.host, port=settings.metrics.port
-        )
-        server.start()
-        logger.info("trainer metrics listening host=%s port=%d", server.host, server.port)
+    server = (
+        serve_health(metrics_registry, health, settings.metrics)
+        if settings.metrics.enabled
+        else None
+    )
     worker = faust.Worker(
         app, loop=loop, loglevel="INFO", quiet=True, redirect_stdouts=False, override_logging=False
     )
@@ -138,6 +139,26 @@ def run_trainer(
         if server is not None:
             server.stop()
     return TrainerReport(trainer.runs, trainer.published, trainer.last, sampler.symbols_seen)
+
+
+def _sample_and_targets(
+    settings: Settings, registry: NeuronRegistry, base: Network
+) -> tuple[StreamSampler | LabelSampler, TargetsOf]:
+    """The sampler and the target builder of the mode: a teacher (default) or labels."""
+    trainer = settings.trainer
+    window, grad_mode = trainer.window_symbols, trainer.grad_mode
+    if trainer.labels_topic:
+        names = tuple(base.outputs)
+        return (
+            LabelSampler(window=window, max_streams=trainer.max_streams),
+            lambda streams: LabelTargets(registry, streams, window, names, grad_mode),
+        )
+    teacher = zoo.resolve(trainer.teacher, registry)
+    check_teacher(base, teacher)
+    return (
+        StreamSampler(window=window, max_streams=trainer.max_streams),
+        lambda windows: TeacherTargets(teacher, registry, windows, window, grad_mode),
+    )
 
 
 def faust_options(settings: Settings) -> dict[str, Any]:
@@ -179,11 +200,22 @@ def _credentials(settings: Settings, faust: Any) -> Any:
     )
 
 
-def _add_agent(app: Any, settings: Settings, sampler: StreamSampler) -> None:
-    """The sampling agent: every valid symbol of the input topic into `sampler`."""
-    topic = app.topic(settings.topics.input, key_serializer="raw", value_serializer="raw")
-    limits = settings.limits
+def _add_agent(
+    app: Any, settings: Settings, sampler: StreamSampler | LabelSampler, base: Network
+) -> None:
+    """The sampling agent: valid symbols of the input topic, or labels of the labels topic."""
+    if isinstance(sampler, LabelSampler):
+        agent, topic_name = (
+            _label_agent(sampler, tuple(base.outputs)),
+            settings.trainer.labels_topic,
+        )
+    else:
+        agent, topic_name = _input_agent(sampler, settings.limits), settings.topics.input
+    topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
+    app.agent(topic, name="dmm-trainer-sample")(agent)
 
+
+def _input_agent(sampler: StreamSampler, limits: LimitSettings) -> Agent:
     async def sample(stream: Any) -> None:
         async for event in stream.events():
             try:
@@ -193,7 +225,19 @@ def _add_agent(app: Any, settings: Settings, sampler: StreamSampler) -> None:
             if decoded.symbol is not None:  # {"v": ...} inputs are not text
                 sampler.add(decoded.stream, decoded.symbol)
 
-    app.agent(topic, name="dmm-trainer-sample")(sample)
+    return sample
+
+
+def _label_agent(sampler: LabelSampler, names: tuple[str, ...]) -> Agent:
+    async def sample(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                sampler.add(decode_label(event.message.key, event.message.value, names))
+            except BadLabelError as exc:
+                sampler.ignored += 1
+                logger.warning("skipped a label: %s", exc)
+
+    return sample
 
 
 class _Schedule:

@@ -15,30 +15,41 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sized
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from aiokafka.errors import KafkaError
 
-from dmm_engine import DmmError, Network, NeuronRegistry
+from dmm_engine import DmmError, Network
 from service.errors import ServiceError
 from service.metrics import TrainerMetrics
 from service.publish import publish_update, read_history
 from service.settings import Settings
 from service.trainer.running import delta_between, next_version, pending_versions, running_model
-from service.trainer.sampler import StreamSampler
-from service.trainer.tuning import (
-    MIN_BUCKET,
-    TeacherTargets,
-    TuningConfig,
-    TuningResult,
-    fine_tune,
-)
+from service.trainer.tuning import MIN_BUCKET, TargetSource, TuningConfig, TuningResult, fine_tune
 
 logger = logging.getLogger(__name__)
 
 Outcome = Literal["published", "kept", "waiting", "too-few-streams", "not-leader", "failed"]
+Windows = Mapping[str, Any]
+"""Stream → its sampled window (symbols, or labelled steps)."""
+
+
+class Sampler(Protocol):
+    """What the loop needs of a sample (`StreamSampler`, `LabelSampler`)."""
+
+    symbols_seen: int
+
+    def __len__(self) -> int: ...
+
+    def split(
+        self, holdout_fraction: float, max_train: int, *, min_symbols: int = 1
+    ) -> tuple[Mapping[str, Sized], Mapping[str, Sized]]: ...
+
+
+TargetsOf = Callable[[Windows], TargetSource]
+"""Builds the targets of some windows: `TeacherTargets` or `LabelTargets`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +83,8 @@ class TrainerLoop:
         settings: connection, topics, ``DMM_WORKER_MODEL`` (what the workers run) and
             ``DMM_TRAINER_*``.
         base: ``DMM_WORKER_MODEL``'s network, without Self.
-        teacher: the machine whose outputs the candidate fits.
-        registry: neuron types of both.
-        sampler: the live text sample (filled by the app's agent).
+        sampler: the live sample (filled by the app's agent).
+        targets_of: the targets of sampled windows (a teacher's outputs, or labels).
         metrics: the trainer's metrics.
         is_leader: asked again before publishing; a replica that lost leadership while it
             trained publishes nothing.
@@ -84,17 +94,15 @@ class TrainerLoop:
         self,
         settings: Settings,
         base: Network,
-        teacher: Network,
-        registry: NeuronRegistry,
-        sampler: StreamSampler,
+        sampler: Sampler,
+        targets_of: TargetsOf,
         metrics: TrainerMetrics,
         is_leader: Callable[[], bool],
     ) -> None:
         self.settings = settings
         self.base = base
-        self.teacher = teacher
-        self.registry = registry
         self.sampler = sampler
+        self.targets_of = targets_of
         self.metrics = metrics
         self.is_leader = is_leader
         self.config = TuningConfig.of(settings.trainer)
@@ -158,19 +166,8 @@ class TrainerLoop:
             version,
         )  # fmt: skip
 
-    def _tune(
-        self,
-        network: Network,
-        training: dict[str, tuple[str, ...]],
-        held_out: dict[str, tuple[str, ...]],
-    ) -> TuningResult:
-        trainer = self.settings.trainer
-        sources = [
-            TeacherTargets(
-                self.teacher, self.registry, windows, trainer.window_symbols, trainer.grad_mode
-            )
-            for windows in (training, held_out)
-        ]
+    def _tune(self, network: Network, training: Windows, held_out: Windows) -> TuningResult:
+        sources = [self.targets_of(windows) for windows in (training, held_out)]
         return fine_tune(
             network, *sources, self.config, streams=(len(training), len(held_out))
         )  # fmt: skip

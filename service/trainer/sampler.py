@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import zlib
 from collections import OrderedDict, deque
+from collections.abc import Mapping, Sized
+from typing import TypeVar
 
 HASH_RANGE = 2**32
+Window = TypeVar("Window", bound=Sized)
 
 
 def is_held_out(stream: str, fraction: float) -> bool:
@@ -74,12 +77,20 @@ class StreamSampler:
     def split(
         self, holdout_fraction: float, max_train: int, *, min_symbols: int = 1
     ) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
-        """``(training, held_out)`` windows of at least `min_symbols` symbols: held-out streams
-        by `is_held_out`, and at most `max_train` training streams, the most recently seen."""
-        training, held_out = {}, {}
-        for stream, symbols in self.windows().items():
-            if len(symbols) < min_symbols:
-                continue
-            (held_out if is_held_out(stream, holdout_fraction) else training)[stream] = symbols
-        recent = list(training)[-max_train:]
-        return {stream: training[stream] for stream in recent}, held_out
+        """``(training, held_out)`` windows (see `split_windows`)."""
+        return split_windows(self.windows(), holdout_fraction, max_train, min_symbols)
+
+
+def split_windows(
+    windows: Mapping[str, Window], holdout_fraction: float, max_train: int, min_symbols: int
+) -> tuple[dict[str, Window], dict[str, Window]]:
+    """``(training, held_out)`` of the windows with at least `min_symbols` entries: held-out
+    streams by `is_held_out`, and at most `max_train` training streams, the last ones of
+    `windows` (the most recently seen, in a sampler's order)."""
+    training, held_out = {}, {}
+    for stream, window in windows.items():
+        if len(window) < min_symbols:
+            continue
+        (held_out if is_held_out(stream, holdout_fraction) else training)[stream] = window
+    recent = list(training)[-max_train:] if max_train > 0 else []
+    return {stream: training[stream] for stream in recent}, held_out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import random
 import re
 import signal
@@ -272,3 +273,46 @@ def test_killing_the_active_trainer_lets_the_standby_take_over(
         for process in replicas.values():
             if process.poll() is None:
                 stop_process(process)
+
+
+def labels_of(texts: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """Label messages: the handcrafted machine's outputs after each symbol, seq from 1."""
+    registry = default_registry()
+    teacher = zoo.load("duplicate-detector", registry)
+    messages = []
+    for stream, text in texts.items():
+        outputs = run_messages(teacher, registry, [one_hot(c) for c in text])
+        for seq, (symbol, named) in enumerate(zip(text, outputs, strict=True), start=1):
+            value = {
+                "seq": seq,
+                "input": symbol,
+                "outputs": {n: vvalue.get_number(v) for n, v in named.items()},
+            }
+            messages.append((stream.encode(), json.dumps(value).encode()))
+    return messages
+
+
+def test_the_trainer_learns_from_a_labels_topic(kafka_bootstrap: str, tmp_path: Path) -> None:
+    tag = tmp_path.name[-8:]
+    settings = unique_settings(
+        kafka_bootstrap,
+        worker__model=str(degraded_model(tmp_path)),
+        trainer__group=f"test-trainer-{tag}",
+        trainer__labels_topic=f"test-labels-{tag}",
+        trainer__interval_s=2.0,
+        trainer__min_streams=8,
+    )
+    log = tmp_path / "trainer.log"
+    trainer = start_trainer(trainer_settings(settings), log, "--max-runs", "1")
+    labels = labels_of(sentences("l", 16, seed=6))
+    run_async(produce(settings, [(b"late", b'{"seq": 5, "input": "x", "outputs": {}}')]))
+    run_async(produce(settings, [*labels, (b"bad", b"not a label")], settings.trainer.labels_topic))
+    try:
+        code = trainer.wait(120)
+    finally:
+        _, out, _ = stop_process(trainer)
+    text = log.read_text()
+    assert code == 0 and "runs=1 published=1" in out, text[-3000:]
+    assert "skipped a label: label of stream 'bad' is not UTF-8 JSON" in text
+    history = run_async(read_history(settings))
+    assert [(u.kind, u.version, u.base_version) for u in history.updates] == [("delta", 2, 1)]

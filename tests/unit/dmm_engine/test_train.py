@@ -314,3 +314,27 @@ def test_bad_windows_and_steps_are_refused(registry: NeuronRegistry) -> None:
         numerical_gradient(lambda w: w.sum(), torch.zeros(2), h=0.0)
     with pytest.raises(DmmError, match=r"indices \[5\]"):
         numerical_gradient(lambda w: w.sum(), torch.zeros(2), indices=[5])
+
+
+def test_nan_targets_are_left_out_of_the_loss_and_its_gradient(registry: NeuronRegistry) -> None:
+    training = Task(
+        zoo.load("duplicate-detector", registry),
+        registry,
+        [TrainingSet(("test string.",), 140)],
+        grad_mode="full",
+        dtype=torch.float64,
+    )
+    full = training.objective(ff3(zoo.matrix("sparse20-after-100")), lam=0.0)
+    unroll, targets = full.parts[0]
+    every_tenth = torch.zeros_like(targets, dtype=torch.bool)
+    every_tenth[:, 9::10, :] = True  # where the worker reads a message's outputs
+    sparse_targets = torch.where(every_tenth, targets, torch.nan)
+    masked = Objective.of_parts([(unroll, sparse_targets)], lam=0.0)
+    weights = full.engine.soft_weights.detach()
+
+    loss, report = masked.loss(weights)
+    expected = ((unroll.outputs(weights) - targets)[every_tenth] ** 2).sum()
+    assert float(loss) == pytest.approx(float(expected), rel=1e-12)
+    assert 0 < report.prereg < full.evaluate(weights).prereg
+    check = check_gradient(lambda w: masked.loss(w)[0], weights)
+    assert check.ok, check.describe()  # finite, and what central differences say
