@@ -40,6 +40,7 @@ from tests.integration.fixtures_worker import (
     unique_settings,
     wait_until,
 )
+from tests.unit.service.test_dashboard import dashboard_series_missing_from
 
 WORDS = tuple(
     [
@@ -108,13 +109,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def scrape(port: int) -> dict[str, float]:
-    """The unlabelled samples of a process's /metrics, by name (empty while it is not up)."""
+def exposition(port: int) -> str:
+    """The text of a process's /metrics (empty while it is not up)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
-            text = reply.read().decode("utf-8")
+            return str(reply.read().decode("utf-8"))
     except OSError:
-        return {}
+        return ""
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The unlabelled samples of a process's /metrics, by name (empty while it is not up)."""
+    text = exposition(port)
     return {
         sample.name: sample.value
         for family in text_string_to_metric_families(text)
@@ -166,7 +172,8 @@ def test_the_trainer_repairs_a_degraded_worker_through_a_hot_swap(
     )
     log = tmp_path / "processes.log"
     worker = dmm_process("worker", settings=settings, log=log, stdout=subprocess.PIPE)
-    trainer = start_trainer(trainer_settings(settings), log)
+    replica = trainer_settings(settings)
+    trainer = start_trainer(replica, log)
     try:
         before = sentences("before", 16, seed=1)
         run_async(produce(settings, interleaved(before)))
@@ -183,6 +190,12 @@ def test_the_trainer_repairs_a_degraded_worker_through_a_hot_swap(
         late = [r for r in everything if r.stream in after]
         assert {r.model_version for r in late} == {version}
         error_after = teacher_error(late, after)
+        metrics = scrape(replica.metrics.port)
+        assert (
+            metrics["dmm_trainer_publishes_total"] >= 1 and metrics["dmm_trainer_runs_total"] >= 1
+        )
+        # every trainer series the dashboard queries is served by this running trainer
+        assert not dashboard_series_missing_from(exposition(replica.metrics.port), "trainer")
     finally:
         trainer_code, trainer_out, _ = stop_process(trainer)
         stop_process(worker)
