@@ -402,6 +402,59 @@ def swap(
     )
 
 
+@app.command()
+def demo(
+    channels: Annotated[
+        int, typer.Option(min=1, max=16, help="Chat channels typing. Default: 4.")
+    ] = 4,
+    chars_per_s: Annotated[
+        float,
+        typer.Option(min=0.5, max=200.0, help="Characters per second per channel. Default: 12."),
+    ] = 12.0,
+    after_swap: Annotated[
+        float, typer.Option(min=0.0, help="Seconds to keep streaming after the swap. Default: 12.")
+    ] = 12.0,
+    max_seconds: Annotated[
+        float, typer.Option(min=10.0, help="Longest streaming time, seconds. Default: 120.")
+    ] = 120.0,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Where broker data and logs go. Default: a temp dir.")
+    ] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the run directory (logs) afterwards.")
+    ] = False,
+    cache_dir: CacheDir = None,
+) -> None:
+    """The streaming demo: broker, worker, trainer, live text, a hot swap, a summary.
+
+    Everything it starts is stopped at the end, or on Ctrl-C.
+    """
+    from rich.console import Console
+
+    from service.demo import DemoOptions, describe, run_demo
+
+    logging.getLogger("service").setLevel(logging.WARNING)  # the view is the demo's output
+    settings = _run_settings(cache_dir=cache_dir)
+    options = DemoOptions(
+        channels=channels, chars_per_s=chars_per_s, after_swap_s=after_swap,
+        max_s=max_seconds, swap_deadline_s=min(60.0, max_seconds / 2), run_dir=run_dir,
+        keep=keep,
+    )  # fmt: skip
+    console = Console()
+    try:
+        with _exit_on_errors():
+            summary = run_demo(settings, options, console)
+    except KeyboardInterrupt:
+        typer.echo("dmm demo: interrupted; every process it started is stopped", err=True)
+        raise typer.Exit(130) from None
+    for line in describe(summary):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if summary.interrupted:
+        raise typer.Exit(130)
+    if not summary.ok:
+        raise _fail("the demo ended without a completed hot swap (see the lines above)")
+
+
 def _run_dir(run_dir: Path | None, settings: Settings) -> Path:
     return run_dir.expanduser() if run_dir else settings.cache_dir / "kafka-run"
 
