@@ -23,7 +23,7 @@ setup: $(STAMP)
 	2>/dev/null || $(BIN)/python -m pip install -q --no-deps -e .
 
 demo: setup
-	$(BIN)/dmm run --format table --input dmm_engine/zoo/sample.txt
+	$(BIN)/dmm demo
 
 test: setup
 	$(BIN)/python -m pytest --cov=dmm_engine --cov-report=term --cov-fail-under=90

@@ -180,9 +180,11 @@ def _spawn(name: str, settings: Settings, port: int, run_dir: Path) -> subproces
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("DMM_")} | environment_of(own)
     with (run_dir / f"{name}.log").open("ab") as log:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "service.cli", name], env=env, stdout=log, stderr=log
         )
+    (run_dir / f"{name}.pid").write_text(f"{process.pid}\n", encoding="utf-8")
+    return process
 
 
 def _wait_ready(name: str, process: subprocess.Popen[bytes], port: int, run_dir: Path) -> None:
