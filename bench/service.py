@@ -55,7 +55,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from service import kafka_local
 from service.clients import make_consumer, make_producer
 from service.codec import decode_output, encode_key
-from service.settings import Settings, environment_of, load_settings
+from service.settings import Settings, child_environment, load_settings
 from service.topics import TopicSpec, ensure_topics, topic_specs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -382,8 +382,7 @@ async def faust_phase(run: Run, settings: Settings) -> dict[str, Any]:
 
 def worker_env(settings: Settings) -> dict[str, str]:
     """This environment without ``DMM_*``, plus the variables that make up `settings`."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("DMM_")}
-    return env | environment_of(settings)
+    return child_environment(settings)
 
 
 async def paced_produce(

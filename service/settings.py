@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -399,6 +400,18 @@ def environment_of(settings: Settings) -> dict[str, str]:
             shown = str(field_value).lower() if isinstance(field_value, bool) else str(field_value)
             variables[env_name(path)] = shown
     return variables
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """This process's environment without its ``DMM_*`` variables, plus `settings`'.
+
+    What a ``dmm`` child process (the demo's worker and trainer) is started with, so that it
+    sees exactly `settings` and the rest of the environment (PATH, HOME, …) as it is.
+    """
+    inherited = {
+        name: value for name, value in os.environ.items() if not name.startswith(ENV_PREFIX)
+    }
+    return inherited | environment_of(settings)
 
 
 def settings_rows() -> list[tuple[str, str, str]]:

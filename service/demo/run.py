@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
-import os
 import shutil
 import socket
 import subprocess
@@ -42,7 +41,7 @@ from service.demo.feed import FeedCounts, feed
 from service.demo.view import LiveView
 from service.errors import ServiceError
 from service.publish import swap_to_model
-from service.settings import Settings, environment_of, load_settings
+from service.settings import Settings, child_environment, load_settings
 from service.shutdown import stop_on_signals
 from service.topics import ensure_topics
 
@@ -178,7 +177,7 @@ def _spawn(name: str, settings: Settings, port: int, run_dir: Path) -> subproces
     own = settings.model_copy(
         update={"metrics": settings.metrics.model_copy(update={"port": port})}
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DMM_")} | environment_of(own)
+    env = child_environment(own)
     with (run_dir / f"{name}.log").open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "service.cli", name], env=env, stdout=log, stderr=log

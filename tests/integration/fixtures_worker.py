@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 
 from dmm_engine import default_registry, one_hot, run_messages, vvalue, zoo
 from service.codec import OutputRecord, decode_output
-from service.settings import Settings, environment_of, load_settings
+from service.settings import Settings, child_environment, load_settings
 from service.topics import ensure_topics
 
 T = TypeVar("T")
@@ -56,8 +55,7 @@ def unique_settings(bootstrap: str, **overrides: Any) -> Settings:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The ``DMM_*`` variables that make a subprocess see `settings` (plus this environment)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DMM_")}
-    return env | environment_of(settings)
+    return child_environment(settings)
 
 
 def dmm_process(
