@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+import random
+
 from dmm_engine import vvalue
 from dmm_engine.vvalue import VValue
+
+WORDS = ("the", "test", "string", "is", "a", "tets", "of", "dots", "and", "ants", "at", "a")
+WORDS += ("bat", "in", "the", "sand")
+
+
+def sentences(prefix: str, count: int, seed: int) -> dict[str, str]:
+    """`count` streams of two to four words and a full stop: short, and no symbol more than 8
+    times, inside the envelope the synthesized machines were trained for."""
+    rng = random.Random(seed)
+    return {
+        f"{prefix}-{i:02d}": " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 4))) + "."
+        for i in range(count)
+    }
 
 
 def numbers(outputs: dict[str, VValue]) -> tuple[float, ...]:

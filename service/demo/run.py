@@ -35,7 +35,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from dmm_engine import default_registry, save_model, zoo
+from dmm_engine import Network, default_registry, save_model, zoo
 from service import kafka_local
 from service.demo.feed import FeedCounts, feed
 from service.demo.view import LiveView
@@ -117,14 +117,19 @@ def run_demo(base: Settings, options: DemoOptions, console: Console) -> DemoSumm
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def degraded_model(run_dir: Path) -> Path:
-    """The zoo's synthesized-general machine with one output link scaled by 0.6."""
+def degraded_network() -> Network:
+    """The zoo's synthesized-general machine with one output link scaled by 0.6 (a drift)."""
     network = zoo.load("synthesized-general", default_registry())
     matrix = copy.deepcopy(network.matrix)
     to, to_input, source, output = DEGRADED_LINK
     matrix[to][to_input][source][output] *= DEGRADATION
+    return dataclasses.replace(network, matrix=matrix)
+
+
+def degraded_model(run_dir: Path) -> Path:
+    """`degraded_network` as a model file in `run_dir`."""
     path = run_dir / "degraded-synthesized-general.json"
-    save_model(dataclasses.replace(network, matrix=matrix), path)
+    save_model(degraded_network(), path)
     return path
 
 

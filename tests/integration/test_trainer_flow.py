@@ -9,10 +9,7 @@
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import json
-import random
 import re
 import signal
 import socket
@@ -23,11 +20,13 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from dmm_engine import default_registry, one_hot, run_messages, save_model, vvalue, zoo
+from dmm_engine import default_registry, one_hot, run_messages, vvalue, zoo
 from service.codec import OutputRecord
 from service.control import decode_ack
+from service.demo.run import degraded_model
 from service.publish import read_history
 from service.settings import Settings
+from tests.helpers import sentences
 from tests.integration.fixtures_worker import (
     by_stream,
     dmm_process,
@@ -41,49 +40,6 @@ from tests.integration.fixtures_worker import (
     wait_until,
 )
 from tests.unit.service.test_dashboard import dashboard_series_missing_from
-
-WORDS = tuple(
-    [
-        "the",
-        "test",
-        "string",
-        "is",
-        "a",
-        "tets",
-        "of",
-        "dots",
-        "and",
-        "ants",
-        "at",
-        "a",
-        "bat",
-        "in",
-        "the",
-        "sand",
-    ]
-)
-DEGRADED_LINK = ("output", "dict-1", "compare-4-2", "false")
-DEGRADATION = 0.6
-
-
-def sentences(prefix: str, count: int, seed: int) -> dict[str, str]:
-    """`count` streams of two to four words and a full stop (inside the machine's envelope)."""
-    rng = random.Random(seed)
-    return {
-        f"{prefix}-{i:02d}": " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 4))) + "."
-        for i in range(count)
-    }
-
-
-def degraded_model(tmp_path: Path) -> Path:
-    """The zoo's synthesized-general machine with one output link scaled by `DEGRADATION`."""
-    network = zoo.load("synthesized-general", default_registry())
-    matrix = copy.deepcopy(network.matrix)
-    to, to_input, source, output = DEGRADED_LINK
-    matrix[to][to_input][source][output] *= DEGRADATION
-    path = tmp_path / "degraded.json"
-    save_model(dataclasses.replace(network, matrix=matrix), path)
-    return path
 
 
 def teacher_error(outputs: list[OutputRecord], texts: dict[str, str]) -> float:

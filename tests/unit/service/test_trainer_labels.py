@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import json
 
 import pytest
 
-from dmm_engine import Network, default_registry, one_hot, run_messages, vvalue, zoo
+from dmm_engine import default_registry, one_hot, run_messages, vvalue, zoo
+from service.demo.run import degraded_network
 from service.errors import BadLabelError
 from service.trainer.labels import Label, LabelSampler, LabelTargets, Step, decode_label
 from service.trainer.tuning import TuningConfig, fine_tune, mean_error
@@ -33,13 +32,6 @@ def labelled(text: str) -> list[Step]:
         Step(c, {n: vvalue.get_number(o[n]) for n in NAMES})
         for c, o in zip(text, outputs, strict=True)
     ]
-
-
-def degraded() -> Network:
-    network = zoo.load("synthesized-general", default_registry())
-    matrix = copy.deepcopy(network.matrix)
-    matrix["output"]["dict-1"]["compare-4-2"]["false"] *= 0.6
-    return dataclasses.replace(network, matrix=matrix)
 
 
 def test_a_label_is_an_output_record_shaped_step() -> None:
@@ -90,7 +82,7 @@ def test_labels_of_the_teacher_train_like_the_teacher() -> None:
     # lengths 16, 15, 17, 12 are cut to buckets 16, 8, 16, 8; two outputs per kept step
     assert training.outputs == 2 * (16 + 8 + 16 + 8)
 
-    result = fine_tune(degraded(), training, held_out, TuningConfig(steps=60))
+    result = fine_tune(degraded_network(), training, held_out, TuningConfig(steps=60))
 
     assert result.holdout_after < result.holdout_before / 10, result
     assert result.verdict.publish

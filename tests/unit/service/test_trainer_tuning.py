@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import random
 
 import pytest
 
-from dmm_engine import Network, default_registry, zoo
+from dmm_engine import default_registry, zoo
+from service.demo.run import degraded_network
 from service.settings import load_settings
 from service.trainer.tuning import (
     TeacherTargets,
@@ -19,23 +18,7 @@ from service.trainer.tuning import (
     mean_error,
     training_sets,
 )
-
-WORDS = ("the", "test", "string", "is", "a", "tets", "of", "dots", "and", "ants", "at", "sand")
-
-
-def windows(count: int, seed: int) -> dict[str, str]:
-    rng = random.Random(seed)
-    return {
-        f"s{seed}-{i}": " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 4))) + "."
-        for i in range(count)
-    }
-
-
-def degraded() -> Network:
-    network = zoo.load("synthesized-general", default_registry())
-    matrix = copy.deepcopy(network.matrix)
-    matrix["output"]["dict-1"]["compare-4-2"]["false"] *= 0.6
-    return dataclasses.replace(network, matrix=matrix)
+from tests.helpers import sentences
 
 
 def test_buckets_double_up_to_the_window() -> None:
@@ -76,9 +59,9 @@ def test_judge_publishes_only_a_clearly_better_candidate(
 def test_fine_tuning_repairs_a_degraded_machine_and_the_gate_lets_it_through() -> None:
     registry = default_registry()
     teacher = zoo.load("duplicate-detector", registry)
-    training = TeacherTargets(teacher, registry, windows(12, seed=1), 32, "faithful")
-    held_out = TeacherTargets(teacher, registry, windows(6, seed=2), 32, "faithful")
-    network = degraded()
+    training = TeacherTargets(teacher, registry, sentences("a", 12, seed=1), 32, "faithful")
+    held_out = TeacherTargets(teacher, registry, sentences("b", 6, seed=2), 32, "faithful")
+    network = degraded_network()
 
     result = fine_tune(network, training, held_out, TuningConfig(steps=60), streams=(12, 6))
 
@@ -94,8 +77,8 @@ def test_fine_tuning_repairs_a_degraded_machine_and_the_gate_lets_it_through() -
 def test_a_candidate_made_worse_is_not_published() -> None:
     registry = default_registry()
     teacher = zoo.load("duplicate-detector", registry)
-    training = TeacherTargets(teacher, registry, windows(8, seed=3), 32, "faithful")
-    held_out = TeacherTargets(teacher, registry, windows(4, seed=4), 32, "faithful")
+    training = TeacherTargets(teacher, registry, sentences("c", 8, seed=3), 32, "faithful")
+    held_out = TeacherTargets(teacher, registry, sentences("d", 4, seed=4), 32, "faithful")
     network = zoo.load("synthesized-general", registry)
 
     result = fine_tune(network, training, held_out, TuningConfig(steps=1, learning_rate=1.0))
