@@ -7,8 +7,10 @@ else the step engine) and computes the teacher's targets once per training set.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -42,12 +44,22 @@ class TrainingSet:
             )
 
 
-def unroll_for(engine: CompiledEngine, texts: Sequence[Sequence[str]], window: int) -> Unroll:
-    """`TimeParallelUnroll` when the network is layered, else `StepUnroll` (same numbers)."""
-    try:
-        return TimeParallelUnroll(engine, [list(t) for t in texts], window)
-    except CompileError:
-        return StepUnroll(engine, [list(t) for t in texts], window)
+Evaluation = Literal["auto", "step"]
+"""How a `Task` runs a network: the fastest path that fits, or always cycle by cycle."""
+
+
+def unroll_for(
+    engine: CompiledEngine,
+    texts: Sequence[Sequence[str]],
+    window: int,
+    evaluation: Evaluation = "auto",
+) -> Unroll:
+    """`TimeParallelUnroll` when the network is layered, else (or with ``evaluation="step"``)
+    `StepUnroll`: the same numbers either way."""
+    if evaluation == "auto":
+        with contextlib.suppress(CompileError):
+            return TimeParallelUnroll(engine, [list(t) for t in texts], window)
+    return StepUnroll(engine, [list(t) for t in texts], window)
 
 
 class Task:
@@ -59,6 +71,7 @@ class Task:
         sets: what to train on; the losses of all sets are summed.
         grad_mode: ``"faithful"`` or ``"full"`` (see `dmm_engine.train`).
         dtype: float32 as the seed, or float64.
+        evaluation: ``"auto"`` (time-parallel where the network allows) or ``"step"``.
     """
 
     def __init__(
@@ -69,6 +82,7 @@ class Task:
         *,
         grad_mode: GradMode = "faithful",
         dtype: torch.dtype = torch.float32,
+        evaluation: Evaluation = "auto",
     ) -> None:
         if not sets:
             raise DmmError("Task: needs at least one TrainingSet")
@@ -76,6 +90,7 @@ class Task:
         self.sets = tuple(sets)
         self.grad_mode: GradMode = grad_mode
         self.dtype = dtype
+        self.evaluation: Evaluation = evaluation
         self.keys = KeyRegistry()
         for training_set in self.sets:  # register every symbol before any engine lays out keys
             for text in training_set.texts:
@@ -101,7 +116,7 @@ class Task:
         engine = self.compile(network)
         parts: list[tuple[Unroll, CompiledEngine | Tensor]] = []
         for training_set in self.sets:
-            unroll = unroll_for(engine, training_set.texts, training_set.window)
+            unroll = unroll_for(engine, training_set.texts, training_set.window, self.evaluation)
             if training_set not in self._targets:
                 self._targets[training_set] = teacher_targets(self.teacher, unroll)
             parts.append((unroll, self._targets[training_set]))

@@ -30,6 +30,7 @@ from dmm_engine.compiled import GradMode
 from dmm_engine.synthesis import Task, TrainingSet
 from dmm_engine.synthesis.presets import clean_window
 from dmm_engine.synthesis.prune import soft_matrix
+from dmm_engine.synthesis.task import Evaluation
 from dmm_engine.train import AdamConfig, DivergedError, Objective, train
 from dmm_engine.vvalue import VValue
 from service.settings import TrainerSettings
@@ -139,6 +140,8 @@ def training_sets(windows: Windows, window_symbols: int) -> list[TrainingSet]:
 class TeacherTargets:
     """`TargetSource` whose targets are a teacher machine's outputs on the same windows.
 
+    ``evaluation="step"`` forces the cycle-by-cycle engine (benchmarks compare the two).
+
     Raises:
         DmmError: no window is long enough to train on (see `training_sets`).
     """
@@ -150,10 +153,10 @@ class TeacherTargets:
         windows: Windows,
         window_symbols: int,
         grad_mode: GradMode,
+        evaluation: Evaluation = "auto",
     ) -> None:
-        self._task = Task(
-            teacher, registry, training_sets(windows, window_symbols), grad_mode=grad_mode
-        )
+        sets = training_sets(windows, window_symbols)
+        self._task = Task(teacher, registry, sets, grad_mode=grad_mode, evaluation=evaluation)
 
     def objective(self, network: Network, lam: float) -> Objective:
         return self._task.objective(network, lam)

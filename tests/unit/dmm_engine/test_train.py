@@ -338,3 +338,16 @@ def test_nan_targets_are_left_out_of_the_loss_and_its_gradient(registry: NeuronR
     assert 0 < report.prereg < full.evaluate(weights).prereg
     check = check_gradient(lambda w: masked.loss(w)[0], weights)
     assert check.ok, check.describe()  # finite, and what central differences say
+
+
+def test_a_task_can_be_held_to_the_step_engine(registry: NeuronRegistry) -> None:
+    network = ff3(zoo.matrix("sparse20-after-100"))
+    auto, step = (
+        Task(zoo.load("duplicate-detector", registry), registry, [TrainingSet(TEST, 140)],
+             evaluation=evaluation).objective(network, 0.1)
+        for evaluation in ("auto", "step")
+    )  # fmt: skip
+    assert isinstance(auto.parts[0][0], TimeParallelUnroll)
+    assert isinstance(step.parts[0][0], StepUnroll)
+    weights = auto.engine.soft_weights
+    assert step.evaluate(weights).prereg == pytest.approx(auto.evaluate(weights).prereg, rel=1e-5)
