@@ -17,6 +17,7 @@ from dmm_engine import DmmError, count_links, zoo
 from dmm_engine.drivers import SymbolMode
 from dmm_engine.engines import EngineName
 from service import cli_train, embedded, kafka_local
+from service.cli_train import NeuronTypes
 from service.control import encode_update
 from service.errors import ServiceError
 from service.neuron_types import load_registry
@@ -54,15 +55,6 @@ def _group() -> None:
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"dmm: error: {message}", err=True)
     return typer.Exit(EXIT_BAD_INPUT)
-
-
-NeuronTypes = Annotated[
-    str | None,
-    typer.Option(
-        help="Neuron types of your own: module:attribute or file.py:attribute, comma-separated. "
-        "Default: DMM_WORKER_NEURON_TYPES."
-    ),
-]
 
 
 @app.command()
@@ -187,6 +179,7 @@ def worker(
     engine: Annotated[
         str | None, typer.Option(help="compiled or interpreter. Default: compiled.")
     ] = None,
+    neuron_types: NeuronTypes = None,
     partitions: Partitions = None,
     batch_max_records: Annotated[
         int | None, typer.Option(help="Most input records per batch. Default: 500.")
@@ -212,7 +205,8 @@ def worker(
     """Run the streaming worker: dmm.input → machines → dmm.output (+ state, DLQ)."""
     settings = _run_settings(
         kafka__bootstrap=bootstrap, worker__group=group, worker__model=model,
-        worker__guarantee=guarantee, worker__engine=engine, topics__partitions=partitions,
+        worker__guarantee=guarantee, worker__engine=engine, worker__neuron_types=neuron_types,
+        topics__partitions=partitions,
         worker__batch_max_records=batch_max_records, worker__linger_ms=linger_ms,
         worker__fetch_timeout_ms=fetch_timeout_ms, worker__id=worker_id,
         topics__input=input_topic, topics__output=output_topic, topics__state=state_topic,

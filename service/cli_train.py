@@ -44,6 +44,9 @@ from dmm_engine.synthesis.presets import PRESETS
 from dmm_engine.synthesis.synthesize import Progress as StepProgress
 from dmm_engine.train import GradMode, LossReport
 from dmm_engine.vvalue import VValue
+from service.errors import ServiceError
+from service.neuron_types import load_registry
+from service.settings import load_settings
 
 EXIT_BAD_INPUT = 2
 Arch = Literal["ff3", "compare-free"]
@@ -61,13 +64,30 @@ def _fail(message: str) -> typer.Exit:
 def _exit_on_errors() -> Iterator[None]:
     try:
         yield
-    except DmmError as exc:
+    except (DmmError, ServiceError) as exc:
         raise _fail(str(exc).replace("\n", "; ")) from exc
     except OSError as exc:
         raise _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from exc
 
 
 DEFAULT_LAYERS = {"ff3": 5, "compare-free": 6}
+
+NeuronTypes = Annotated[
+    str | None,
+    typer.Option(
+        help="Neuron types of your own: module:attribute or file.py:attribute, comma-separated. "
+        "Default: DMM_WORKER_NEURON_TYPES."
+    ),
+]
+
+
+def registry_with(neuron_types: str | None) -> NeuronRegistry:
+    """The built-in neuron types plus `neuron_types` (else ``DMM_WORKER_NEURON_TYPES``).
+
+    Raises:
+        NeuronTypesError, SettingsError: a bad entry or variable, named.
+    """
+    return load_registry(load_settings({"worker.neuron_types": neuron_types}))
 
 
 def _architecture(arch: Arch, matrix: VValue | None, layers: int | None = None) -> Network:
@@ -123,11 +143,12 @@ def eval_command(
             "--teacher", help="Target machine (zoo name or file). Default duplicate-detector."
         ),
     ] = "duplicate-detector",
+    neuron_types: NeuronTypes = None,
 ) -> None:
     """Loss of a machine against a teacher on one string, as JSON (the seed's test_this!)."""
-    registry = default_registry()
     torch.set_num_threads(1)
     with _exit_on_errors():
+        registry = registry_with(neuron_types)
         network = _network(model, arch, matrix, registry)
         target = zoo.resolve(teacher, registry)
         report = evaluate(network, target, registry, text, window)
@@ -143,10 +164,11 @@ def show_command(
         Arch | None,
         typer.Option("--arch", help="MODEL is a bare rank-4 matrix of this architecture."),
     ] = None,
+    neuron_types: NeuronTypes = None,
 ) -> None:
     """Draw a machine: neurons, links and weights (soft solid, hard dashed)."""
-    registry = default_registry()
     with _exit_on_errors():
+        registry = registry_with(neuron_types)
         if arch is not None:
             network = _architecture(arch, load_matrix(Path(model)))
         else:

@@ -51,8 +51,8 @@ class WorkerMetrics:
         tick_seconds: ``dmm_tick_seconds``, wall time of one batched tick.
         end_to_end_seconds: ``dmm_end_to_end_seconds``, from the input message's timestamp to
             its output being acknowledged by the broker.
-        consumer_lag: ``dmm_consumer_lag{partition}``, records between the committed offset
-            and the end of each assigned input partition (set with `set_consumer_lag`).
+        consumer_lag: ``dmm_consumer_lag{partition}``, records between the consumer's position
+            and the highwater of each assigned input partition (set with `set_consumer_lag`).
         dlq: ``dmm_dlq_total{reason}``, records sent to the DLQ, by the error's reason label.
         streams_active: ``dmm_streams_active``, streams with state in this worker.
         state_bytes: ``dmm_state_bytes``, encoded size of that state.
@@ -162,7 +162,7 @@ def worker_metrics(
         ),
         consumer_lag=Gauge(
             "dmm_consumer_lag",
-            "Input records not yet committed, per assigned partition.",
+            "Input records not yet handled (highwater minus position), per assigned partition.",
             ["partition"],
             registry=registry,
         ),

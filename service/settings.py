@@ -217,8 +217,8 @@ class TrainerSettings(_Group):
     )
     labels_topic: str | None = Field(
         None,
-        description="Train against labels from this topic instead of the teacher: key = "
-        'stream id, value `{"offset": input offset, "outputs": {name: number}}`.',
+        description="Train against labelled streams from this topic instead of the teacher: "
+        'key = stream id, value `{"seq": n, "input": symbol, "outputs": {name: number}}`.',
     )
     interval_s: float = Field(
         30.0, gt=0.0, description="Seconds between two training runs of the active trainer."

@@ -175,8 +175,9 @@ class FormRegistry:
             return self._forms[type_name]
         except KeyError:
             raise CompileError(
-                f"neuron type {type_name!r} has no tensor form: register a TensorForm for it "
-                "in the FormRegistry, or run this network with the interpreter"
+                f"neuron type {type_name!r} has no tensor form: run this network on the "
+                "interpreter (dmm: --engine interpreter, DMM_WORKER_ENGINE=interpreter), or "
+                "give CompiledEngine(forms=...) a FormRegistry with a TensorForm for it"
             ) from None
 
 
