@@ -79,8 +79,7 @@ class DemoSummary:
     swap_version: int | None
     swap_latency_ms: float | None
     swapped_by: str
-    error_before: tuple[float, int] | None
-    error_after: tuple[float, int] | None
+    errors: dict[int, tuple[float, int]]
     spanning: int
     swaps: int
     dead_letters: list[str]
@@ -274,8 +273,7 @@ async def _stream(
         swap_version=first.version if first else None,
         swap_latency_ms=first.latency_ms if first else None,
         swapped_by=swapped_by,
-        error_before=view.tally.on_version(versions[0]) if versions else None,
-        error_after=view.tally.on_version(versions[-1]) if len(versions) > 1 else None,
+        errors={v: score for v in versions if (score := view.tally.on_version(v)) is not None},
         spanning=view.tally.spanning(),
         swaps=len(view.swaps),
         dead_letters=view.dead_letters,
@@ -299,14 +297,15 @@ def describe(summary: DemoSummary) -> list[str]:
         lines.append(f"hot swap: v{summary.swap_version} by {summary.swapped_by}{latency}{more}")
     else:
         lines.append("hot swap: none happened")
-    if summary.error_before is not None:
-        before, count = summary.error_before
-        text = f"error vs the handcrafted teacher (mean squared, per output): {before:.3g} on "
-        text += f"the {count} streams that ran wholly on the first version"
-        if summary.error_after is not None:
-            after, count = summary.error_after
-            text += f", {after:.3g} on the {count} wholly on the last"
-        lines.append(text + f"; {summary.spanning} streams were in flight across a swap")
+    if summary.errors:
+        per_version = ", ".join(
+            f"v{v} {error:.3g} ({count} streams)" for v, (error, count) in summary.errors.items()
+        )
+        lines.append(
+            "error vs the handcrafted teacher (mean squared, per output) on the streams that ran "
+            f"wholly on one version: {per_version}; {summary.spanning} streams were in flight "
+            "across a swap"
+        )
     reasons = ", ".join(sorted(set(summary.dead_letters))) or "-"
     lines.append(f"dead letters: {len(summary.dead_letters)} ({reasons})")
     if summary.interrupted:
