@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
+from typing import NoReturn
+
+import pytest
 
 from dmm_engine import vvalue
 from dmm_engine.vvalue import VValue
@@ -43,3 +48,22 @@ def assert_vvalues_close(a: VValue, b: VValue, tol: float = 1e-9) -> None:
     for path in set(fa) | set(fb):
         x, y = fa.get(path, 0.0), fb.get(path, 0.0)
         assert abs(x - y) <= tol * max(1.0, abs(x), abs(y)), f"{path}: {x} != {y}"
+
+
+def in_ci() -> bool:
+    """True under CI: ``CI`` set to anything but empty, 0, false or no (`.ci/run` sets it)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def missing_under_ci(reason: str) -> NoReturn:
+    """Skip on a developer machine that lacks a tool; fail under CI, which must run everything."""
+    if in_ci():
+        pytest.fail(f"CI must run this test: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_broker_tools(what: str) -> None:
+    """`what` starts a local Kafka broker from the Maven jars: it needs ``java`` and ``mvn``."""
+    missing = [tool for tool in ("java", "mvn") if shutil.which(tool) is None]
+    if missing:
+        missing_under_ci(f"{what} needs {' and '.join(missing)} for its local broker")

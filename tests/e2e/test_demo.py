@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,18 +17,14 @@ from pathlib import Path
 import pytest
 
 from service import kafka_local
+from tests.helpers import require_broker_tools
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
 def _needs_java_and_maven() -> None:
-    missing = [tool for tool in ("java", "mvn") if shutil.which(tool) is None]
-    if missing:
-        reason = f"dmm demo needs {' and '.join(missing)} for its local broker"
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-            pytest.fail(f"CI must run the demo: {reason}", pytrace=False)
-        pytest.skip(reason)
+    require_broker_tools("dmm demo")
 
 
 def demo(run_dir: Path, *args: str) -> subprocess.Popen[str]:

@@ -17,6 +17,7 @@ import pytest
 
 from service import kafka_local
 from service.kafka_local import BrokerInfo
+from tests.helpers import in_ci
 
 HERE = Path(__file__).resolve().parent
 
@@ -26,10 +27,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.path.parent == HERE or HERE in item.path.parents:
             item.add_marker(pytest.mark.kafka)
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def _external_bootstrap() -> str | None:
@@ -60,7 +57,7 @@ def local_broker(
         missing = ""
     if missing:
         reason = f"no Kafka broker: {missing}; or set DMM_KAFKA_BOOTSTRAP=host:port"
-        if _in_ci():
+        if in_ci():
             pytest.fail(f"CI must run the broker tests: {reason}", pytrace=False)
         pytest.skip(reason)
     try:

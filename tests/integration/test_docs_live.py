@@ -9,23 +9,17 @@ happens, every broker started under the working directory is stopped afterwards.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from service import kafka_local
+from tests.helpers import require_broker_tools
 from tests.unit.test_docs import LIVE_PAGES, page_blocks, run_page
 
 
 def _require_broker_tools() -> None:
-    missing = [tool for tool in ("java", "mvn") if shutil.which(tool) is None]
-    if missing:
-        message = f"the docs' live blocks start a local broker, which needs {' and '.join(missing)}"
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-            pytest.fail(f"CI must run them: {message}", pytrace=False)
-        pytest.skip(message)
+    require_broker_tools("the docs' live blocks")
 
 
 def _stop_brokers_under(work: Path) -> list[Path]:

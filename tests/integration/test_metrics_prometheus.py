@@ -31,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.publish import publish_update
 from service.settings import Settings
+from tests.helpers import missing_under_ci
 from tests.integration.fixtures_worker import (
     ROOT,
     dmm_process,
@@ -49,10 +50,6 @@ START_LIMIT_S = 90.0  # the worker process imports torch and loads the model fir
 PORT_LINE = re.compile(r"metrics listening host=127\.0\.0\.1 port=(\d+)")
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 def prometheus_binary() -> str:
     """The prometheus server binary; skips (fails under CI) when there is none."""
     cache = os.environ.get("DMM_CACHE_DIR", "").strip() or "~/.cache/dmm-stream"
@@ -61,10 +58,9 @@ def prometheus_binary() -> str:
         return str(installed)
     found = shutil.which("prometheus")
     if found is None:
-        reason = f"no prometheus binary in {installed.parent} or on PATH: run .ci/install-tools"
-        if _in_ci():
-            pytest.fail(f"CI must run the Prometheus test: {reason}", pytrace=False)
-        pytest.skip(reason)
+        missing_under_ci(
+            f"no prometheus binary in {installed.parent} or on PATH: run .ci/install-tools"
+        )
     return found
 
 
