@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from aiokafka import ConsumerRecord
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -120,11 +121,9 @@ class LiveView:
                 self._live = None
             await consumer.stop()
 
-    def _handle(self, topic: str, record: object) -> None:
+    def _handle(self, topic: str, record: ConsumerRecord[bytes, bytes]) -> None:
         topics = self.settings.topics
-        key = getattr(record, "key", None)
-        value = getattr(record, "value", None)
-        timestamp = int(getattr(record, "timestamp", 0))
+        key, value, timestamp = record.key, record.value, record.timestamp
         if topic == topics.output:
             self._output(value)
         elif topic == topics.control:
@@ -134,7 +133,7 @@ class LiveView:
         elif topic == topics.control_acks:
             self._ack(value, timestamp)
         elif topic == topics.dlq:
-            reason = header_map(getattr(record, "headers", None)).get("dmm.error.reason", "?")
+            reason = header_map(record.headers).get("dmm.error.reason", "?")
             self.dead_letters.append(reason)
             self._say(f"dead letter: reason={reason} key={(key or b'').decode('utf-8', 'replace')}")
 

@@ -167,9 +167,9 @@ class TrainerLoop:
         )  # fmt: skip
 
     def _tune(self, network: Network, training: Windows, held_out: Windows) -> TuningResult:
-        sources = [self.targets_of(windows) for windows in (training, held_out)]
         return fine_tune(
-            network, *sources, self.config, streams=(len(training), len(held_out))
+            network, self.targets_of(training), self.targets_of(held_out), self.config,
+            streams=(len(training), len(held_out)),
         )  # fmt: skip
 
     def _record(self, result: TuningResult) -> None:
