@@ -115,7 +115,7 @@ def run_trainer(
     app.monitor = PrometheusMonitor(
         metrics=FaustMetrics.create(metrics_registry, FAUST_METRICS_PREFIX)
     )
-    trainer = TrainerLoop(settings, base, sampler, targets_of, metrics, app.is_leader)
+    trainer = TrainerLoop(settings, base, registry, sampler, targets_of, metrics, app.is_leader)
     schedule = _Schedule(trainer, health, app, max_runs, timeout_s)
     _add_agent(app, settings, sampler, base)
     app.timer(TICK_S, name="dmm-trainer-heartbeat")(schedule.heartbeat)

@@ -21,11 +21,13 @@ from typing import Any, Literal, Protocol
 
 from aiokafka.errors import KafkaError
 
-from dmm_engine import DmmError, Network
-from service.errors import ServiceError
+from dmm_engine import DmmError, Network, NeuronRegistry
+from service.control import build_update
+from service.errors import ServiceError, UpdateRejected
 from service.metrics import TrainerMetrics
-from service.publish import publish_update, read_history
+from service.publish import ControlHistory, publish_update, read_history
 from service.settings import Settings
+from service.swap import plan_swap
 from service.trainer.running import delta_between, next_version, pending_versions, running_model
 from service.trainer.tuning import MIN_BUCKET, TargetSource, TuningConfig, TuningResult, fine_tune
 
@@ -59,7 +61,8 @@ class RunOutcome:
     Attributes:
         outcome: ``published`` (a new version was sent), ``kept`` (trained, candidate not
             better), ``waiting`` (an update is pending), ``too-few-streams``, ``not-leader``
-            (leadership was lost during the run: nothing published), ``failed``.
+            (leadership was lost during the run: nothing published), ``failed`` (broker
+            unreachable, training diverged, or a candidate the workers' checks would refuse).
         detail: one line saying why.
         result: the training run, when there was one.
         version: the version published, when one was.
@@ -83,6 +86,7 @@ class TrainerLoop:
         settings: connection, topics, ``DMM_WORKER_MODEL`` (what the workers run) and
             ``DMM_TRAINER_*``.
         base: ``DMM_WORKER_MODEL``'s network, without Self.
+        registry: neuron types of `base` (for the workers' checks on a candidate).
         sampler: the live sample (filled by the app's agent).
         targets_of: the targets of sampled windows (a teacher's outputs, or labels).
         metrics: the trainer's metrics.
@@ -94,6 +98,7 @@ class TrainerLoop:
         self,
         settings: Settings,
         base: Network,
+        registry: NeuronRegistry,
         sampler: Sampler,
         targets_of: TargetsOf,
         metrics: TrainerMetrics,
@@ -101,6 +106,7 @@ class TrainerLoop:
     ) -> None:
         self.settings = settings
         self.base = base
+        self.registry = registry
         self.sampler = sampler
         self.targets_of = targets_of
         self.metrics = metrics
@@ -109,6 +115,7 @@ class TrainerLoop:
         self.runs = 0
         self.published = 0
         self.last: RunOutcome | None = None
+        self._unconfirmed: set[int] = set()  # published, no rejection seen yet
 
     async def run_once(self) -> RunOutcome:
         """One run; expected failures (broker, training) are counted and reported, not raised."""
@@ -126,6 +133,7 @@ class TrainerLoop:
     async def _run(self) -> RunOutcome:
         trainer = self.settings.trainer
         history = await read_history(self.settings)
+        self._report_refusals(history)
         running = running_model(history, self.base)
         pending = pending_versions(history, self.base.name, running.version)
         if pending:
@@ -147,19 +155,30 @@ class TrainerLoop:
             self._tune, running.network, training, held_out
         )  # a thread: the event loop keeps the consumer group's heartbeats going
         self._record(result)
+        if result.diverged:
+            self.metrics.failures.inc()
+            return RunOutcome("failed", result.verdict.reason, result)
         if not result.verdict.publish:
             return RunOutcome("kept", result.verdict.reason, result)
         if not self.is_leader():
             return RunOutcome("not-leader", "lost leadership while training", result)
         version = next_version(history, self.base)
+        delta = delta_between(running.network.matrix, result.matrix)
+        try:  # the workers' own checks, so that the trainer never sends what they refuse
+            plan_swap(
+                build_update(self.base.name, version, "delta", delta, base_version=running.version),
+                running.network, running.network.matrix, running.version, self.registry,
+                self.settings.control,
+            )  # fmt: skip
+        except UpdateRejected as exc:
+            self.metrics.failures.inc()
+            return RunOutcome("failed", f"the workers would refuse the candidate: {exc}", result)
         await publish_update(
-            self.settings,
-            model=self.base.name,
-            delta=delta_between(running.network.matrix, result.matrix),
-            version=version,
+            self.settings, model=self.base.name, delta=delta, version=version,
             base_version=running.version,
-        )
+        )  # fmt: skip
         self.published += 1
+        self._unconfirmed.add(version)
         self.metrics.publishes.inc()
         return RunOutcome(
             "published", f"v{running.version} → v{version}: {result.verdict.reason}", result,
@@ -171,6 +190,16 @@ class TrainerLoop:
             network, self.targets_of(training), self.targets_of(held_out), self.config,
             streams=(len(training), len(held_out)),
         )  # fmt: skip
+
+    def _report_refusals(self, history: ControlHistory) -> None:
+        """Log (once) and count every update of this replica that a worker rejected."""
+        for ack in history.acks:
+            if ack.status == "rejected" and ack.version in self._unconfirmed:
+                self._unconfirmed.discard(ack.version)
+                self.metrics.failures.inc()
+                logger.warning(
+                    "worker %s rejected the trainer's v%d: %s", ack.worker, ack.version, ack.reason
+                )
 
     def _record(self, result: TuningResult) -> None:
         self.metrics.runs.inc()

@@ -99,6 +99,7 @@ class TuningResult:
         training_streams, held_out_streams: windows used on each side.
         steps: Adam steps taken.
         seconds: wall time of the run.
+        diverged: the loss or its gradient became non-finite (the running matrix is kept).
     """
 
     matrix: VValue
@@ -111,6 +112,7 @@ class TuningResult:
     held_out_streams: int
     steps: int
     seconds: float
+    diverged: bool = False
 
 
 def buckets(window_symbols: int) -> list[int]:
@@ -222,7 +224,7 @@ def fine_tune(
         return TuningResult(
             network.matrix, train_before, float("nan"), holdout_before, float("nan"),
             Verdict(False, f"training diverged: {exc}"), *streams, config.steps,
-            time.monotonic() - started,
+            time.monotonic() - started, diverged=True,
         )  # fmt: skip
     candidate = dataclasses.replace(network, matrix=soft_matrix(links, result.weights))
     holdout_after = mean_error(held_out, candidate)

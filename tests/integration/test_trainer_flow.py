@@ -285,3 +285,27 @@ def test_the_trainer_learns_from_a_labels_topic(kafka_bootstrap: str, tmp_path: 
     assert "skipped a label: label of stream 'bad' is not UTF-8 JSON" in text
     history = run_async(read_history(settings))
     assert [(u.kind, u.version, u.base_version) for u in history.updates] == [("delta", 2, 1)]
+
+
+def test_a_candidate_the_workers_would_refuse_is_not_sent(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    tag = tmp_path.name[-8:]
+    settings = unique_settings(
+        kafka_bootstrap,
+        worker__model=str(degraded_model(tmp_path)),
+        trainer__group=f"test-trainer-{tag}",
+        trainer__interval_s=2.0,
+        trainer__min_streams=8,
+        control__max_abs_weight=0.5,  # the machine's own links are larger than that
+    )
+    log = tmp_path / "trainer.log"
+    trainer = start_trainer(trainer_settings(settings), log, "--max-runs", "1")
+    run_async(produce(settings, interleaved(sentences("r", 16, seed=7))))
+    try:
+        code = trainer.wait(120)
+    finally:
+        _, out, _ = stop_process(trainer)
+    assert code == 0, log.read_text()[-3000:]
+    assert "last=failed: the workers would refuse the candidate: weight-too-large" in out, out
+    assert run_async(read_history(settings)).versions == ()  # nothing reached dmm.control

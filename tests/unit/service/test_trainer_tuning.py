@@ -92,3 +92,17 @@ def test_the_config_comes_from_the_trainer_settings() -> None:
     settings = load_settings({"trainer.steps": 7, "trainer.grad_mode": "full", "trainer.l1": 0.01})
     config = TuningConfig.of(settings.trainer)
     assert (config.steps, config.grad_mode, config.l1) == (7, "full", 0.01)
+
+
+def test_a_diverging_run_keeps_the_running_matrix() -> None:
+    registry = default_registry()
+    teacher = zoo.load("duplicate-detector", registry)
+    training = TeacherTargets(teacher, registry, sentences("e", 6, seed=5), 32, "faithful")
+    held_out = TeacherTargets(teacher, registry, sentences("f", 3, seed=6), 32, "faithful")
+    network = degraded_network()
+
+    result = fine_tune(network, training, held_out, TuningConfig(steps=3, learning_rate=1e30))
+
+    assert result.diverged and not result.verdict.publish
+    assert result.verdict.reason.startswith("training diverged: non-finite loss")
+    assert result.matrix == network.matrix
