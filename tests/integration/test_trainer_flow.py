@@ -1,8 +1,9 @@
 """The trainer sidecar end to end on a real broker: `dmm trainer` and `dmm worker` processes.
 
 * A worker starts with a degraded machine (the zoo's synthesized-general with one output link
-  scaled by 0.6); the trainer samples the live text, retrains, publishes; the outputs of the
-  streams that run after the swap are ≥ 10× closer to the handcrafted teacher.
+  scaled by 0.6, as in the demo); the trainer samples the live text, retrains, publishes a
+  signed update; the outputs of the streams that run after the swap are ≥ 10× closer to the
+  handcrafted teacher.
 * A candidate worse than the running matrix (a learning rate of 1) is not published.
 * With two trainer replicas, exactly one is active; killing it lets the standby take over.
 """
@@ -125,6 +126,7 @@ def test_the_trainer_repairs_a_degraded_worker_through_a_hot_swap(
         trainer__group=f"test-trainer-{tag}",
         trainer__interval_s=2.0,
         trainer__min_streams=8,
+        control__signing_key="trainer-test-key",  # the worker accepts only signed updates
     )
     log = tmp_path / "processes.log"
     worker = dmm_process("worker", settings=settings, log=log, stdout=subprocess.PIPE)
