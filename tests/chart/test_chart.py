@@ -210,6 +210,12 @@ def test_trainer_is_a_single_pod_replaced_not_rolled() -> None:
     ]
 
 
+def test_trainer_standbys_roll() -> None:
+    trainer = _one(render("--set", "trainer.replicas=2"), "Deployment", "-trainer")
+    assert trainer["spec"]["replicas"] == 2  # one leader trains, the other stands by
+    assert trainer["spec"]["strategy"] == {"type": "RollingUpdate"}
+
+
 def test_worker_replicas_are_left_to_the_autoscaler() -> None:
     assert _one(render(), "Deployment", "-worker")["spec"]["replicas"] == 2
     args = ("--set", "autoscaling.enabled=true", "--set", "autoscaling.maxReplicas=4")
