@@ -110,6 +110,21 @@ def start_trainer(settings: Settings, log: Path, *args: str) -> subprocess.Popen
     return process
 
 
+def one_run(
+    settings: Settings, log: Path, *batches: tuple[str | None, list[tuple[bytes, bytes]]]
+) -> tuple[int, str, str]:
+    """A ``dmm trainer --max-runs 1`` fed `batches` of (topic, messages) once it is active:
+    its exit code, stdout and log."""
+    trainer = start_trainer(trainer_settings(settings), log, "--max-runs", "1")
+    try:
+        for topic, messages in batches:
+            run_async(produce(settings, messages, topic))
+        code = trainer.wait(120)
+    finally:
+        _, out, _ = stop_process(trainer)
+    return code, out, log.read_text()
+
+
 def applied_versions(settings: Settings) -> list[int]:
     records = run_async(read_topic(settings, settings.topics.control_acks, idle_s=0.5))
     acks = [decode_ack(r.value) for r in records]
@@ -175,14 +190,9 @@ def test_a_candidate_worse_than_the_running_model_is_not_published(
         trainer__learning_rate=1.0,  # one Adam step of ±1 on every link: far worse
         trainer__steps=1,
     )
-    log = tmp_path / "trainer.log"
-    trainer = start_trainer(trainer_settings(settings), log, "--max-runs", "1")
-    run_async(produce(settings, interleaved(sentences("s", 16, seed=3))))
-    try:
-        code = trainer.wait(120)
-    finally:
-        _, out, _ = stop_process(trainer)
-    text = log.read_text()
+    code, out, text = one_run(
+        settings, tmp_path / "trainer.log", (None, interleaved(sentences("s", 16, seed=3)))
+    )
     run = re.search(r"outcome=kept .* holdout=([0-9.e+-]+)->([0-9.e+-]+|nan)", text)
     assert code == 0 and run, text[-3000:]
     assert float(run.group(2)) > float(run.group(1))  # the candidate really was worse
@@ -273,16 +283,14 @@ def test_the_trainer_learns_from_a_labels_topic(kafka_bootstrap: str, tmp_path: 
         trainer__interval_s=2.0,
         trainer__min_streams=8,
     )
-    log = tmp_path / "trainer.log"
-    trainer = start_trainer(trainer_settings(settings), log, "--max-runs", "1")
     labels = labels_of(sentences("l", 16, seed=6))
-    run_async(produce(settings, [(b"late", b'{"seq": 5, "input": "x", "outputs": {}}')]))
-    run_async(produce(settings, [*labels, (b"bad", b"not a label")], settings.trainer.labels_topic))
-    try:
-        code = trainer.wait(120)
-    finally:
-        _, out, _ = stop_process(trainer)
-    text = log.read_text()
+    code, out, text = one_run(
+        settings,
+        tmp_path / "trainer.log",
+        # a stream joined late (no seq 1: ignored) and a message that is no label (skipped)
+        (settings.trainer.labels_topic, [(b"late", b'{"seq": 5, "input": "x", "outputs": {}}')]),
+        (settings.trainer.labels_topic, [*labels, (b"bad", b"not a label")]),
+    )
     assert code == 0 and "runs=1 published=1" in out, text[-3000:]
     assert "skipped a label: label of stream 'bad' is not UTF-8 JSON" in text
     history = run_async(read_history(settings))
@@ -301,13 +309,9 @@ def test_a_candidate_the_workers_would_refuse_is_not_sent(
         trainer__min_streams=8,
         control__max_abs_weight=0.5,  # the machine's own links are larger than that
     )
-    log = tmp_path / "trainer.log"
-    trainer = start_trainer(trainer_settings(settings), log, "--max-runs", "1")
-    run_async(produce(settings, interleaved(sentences("r", 16, seed=7))))
-    try:
-        code = trainer.wait(120)
-    finally:
-        _, out, _ = stop_process(trainer)
-    assert code == 0, log.read_text()[-3000:]
+    code, out, text = one_run(
+        settings, tmp_path / "trainer.log", (None, interleaved(sentences("r", 16, seed=7)))
+    )
+    assert code == 0, text[-3000:]
     assert "last=failed: the workers would refuse the candidate: weight-too-large" in out, out
     assert run_async(read_history(settings)).versions == ()  # nothing reached dmm.control
