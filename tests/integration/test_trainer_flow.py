@@ -17,6 +17,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -87,6 +88,17 @@ def scrape(port: int) -> dict[str, float]:
     }
 
 
+def with_trainer(bootstrap: str, **overrides: object) -> Settings:
+    """`unique_settings` with a trainer group of its own that trains every 2 s once 8 streams
+    are sampled (`overrides` use dotted paths as ``trainer__steps``)."""
+    defaults = {
+        "trainer__group": f"test-trainer-{uuid.uuid4().hex[:10]}",
+        "trainer__interval_s": 2.0,
+        "trainer__min_streams": 8,
+    }
+    return unique_settings(bootstrap, **(defaults | overrides))
+
+
 def trainer_settings(settings: Settings, **overrides: object) -> Settings:
     """`settings` for one trainer replica: its own metrics port, the test's group."""
     return settings.model_copy(
@@ -149,13 +161,9 @@ def applied_versions(settings: Settings) -> list[int]:
 def test_the_trainer_repairs_a_degraded_worker_through_a_hot_swap(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    tag = tmp_path.name[-8:]
-    settings = unique_settings(
+    settings = with_trainer(
         kafka_bootstrap,
         worker__model=str(degraded_model(tmp_path)),
-        trainer__group=f"test-trainer-{tag}",
-        trainer__interval_s=2.0,
-        trainer__min_streams=8,
         control__signing_key="trainer-test-key",  # the worker accepts only signed updates
     )
     log = tmp_path / "processes.log"
@@ -193,13 +201,9 @@ def test_the_trainer_repairs_a_degraded_worker_through_a_hot_swap(
 def test_a_candidate_worse_than_the_running_model_is_not_published(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    tag = tmp_path.name[-8:]
-    settings = unique_settings(
+    settings = with_trainer(
         kafka_bootstrap,
         worker__model="synthesized-general",
-        trainer__group=f"test-trainer-{tag}",
-        trainer__interval_s=2.0,
-        trainer__min_streams=8,
         trainer__learning_rate=1.0,  # one Adam step of ±1 on every link: far worse
         trainer__steps=1,
     )
@@ -217,11 +221,9 @@ def test_a_candidate_worse_than_the_running_model_is_not_published(
 def test_killing_the_active_trainer_lets_the_standby_take_over(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    tag = tmp_path.name[-8:]
-    settings = unique_settings(
+    settings = with_trainer(
         kafka_bootstrap,
         worker__model="synthesized-general",  # already close to the teacher: runs keep it
-        trainer__group=f"test-trainer-{tag}",
         trainer__interval_s=1.0,
         trainer__min_streams=4,
         trainer__steps=20,
@@ -287,14 +289,10 @@ def labels_of(texts: dict[str, str]) -> list[tuple[bytes, bytes]]:
 
 
 def test_the_trainer_learns_from_a_labels_topic(kafka_bootstrap: str, tmp_path: Path) -> None:
-    tag = tmp_path.name[-8:]
-    settings = unique_settings(
+    settings = with_trainer(
         kafka_bootstrap,
         worker__model=str(degraded_model(tmp_path)),
-        trainer__group=f"test-trainer-{tag}",
-        trainer__labels_topic=f"test-labels-{tag}",
-        trainer__interval_s=2.0,
-        trainer__min_streams=8,
+        trainer__labels_topic=f"test-labels-{uuid.uuid4().hex[:10]}",
     )
     labels = labels_of(sentences("l", 16, seed=6))
     code, out, text = one_run(
@@ -313,13 +311,9 @@ def test_the_trainer_learns_from_a_labels_topic(kafka_bootstrap: str, tmp_path: 
 def test_a_candidate_the_workers_would_refuse_is_not_sent(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    tag = tmp_path.name[-8:]
-    settings = unique_settings(
+    settings = with_trainer(
         kafka_bootstrap,
         worker__model=str(degraded_model(tmp_path)),
-        trainer__group=f"test-trainer-{tag}",
-        trainer__interval_s=2.0,
-        trainer__min_streams=8,
         control__max_abs_weight=0.5,  # the machine's own links are larger than that
     )
     code, out, text = one_run(
